@@ -1,0 +1,102 @@
+"""The backend contract: six methods every implementation of the network provides.
+
+Invariants every backend keeps (the conformance suite checks each of them):
+- after `load(p)`, `params()` returns p exactly (same shapes, dtype and values);
+- `loss_and_grads` and `evaluate` change no state: calling them twice gives the same answer
+  and a later `train_step` is unaffected;
+- `train_step(batch)` returns the loss at the parameters *before* its update, the same number
+  `loss_and_grads(batch)` would have returned;
+- a backend never draws random numbers: dropout masks arrive inside the batch.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from harness.data import Batch
+from harness.params import Params
+from harness.spec import ACTIVATIONS, DTYPES, LOSSES, OPTIMIZERS, Spec
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can run. `harness run` skips (with the reason) any backend whose
+    capabilities do not cover a spec, instead of crashing halfway."""
+    activations: frozenset[str] = frozenset(ACTIVATIONS)
+    losses: frozenset[str] = frozenset(LOSSES)
+    optimizers: frozenset[str] = frozenset(OPTIMIZERS)
+    dtypes: frozenset[str] = frozenset(DTYPES)
+    devices: frozenset[str] = frozenset({"cpu"})
+    dropout: bool = True
+    # (spec field, value) pairs the backend cannot express exactly, with the reason why
+    conventions: dict[tuple[str, object], str] = field(default_factory=dict)
+
+
+class Backend(abc.ABC):
+    """One implementation of the spec's network. Subclass it and fill in every method."""
+
+    name: ClassVar[str]                   # CLI key, table column, pytest id: written once
+    framework: ClassVar[str | None] = None   # importable module whose version is reported
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self, spec: Spec, device: str = "cpu") -> None:
+        """Import the framework HERE (never at module top) and build the model for `spec`."""
+        self.spec = spec
+        self.device = device
+
+    @abc.abstractmethod
+    def load(self, params: Params) -> None:
+        """Copy NumPy parameters into native storage and reset the optimizer state."""
+
+    @abc.abstractmethod
+    def loss_and_grads(self, batch: Batch) -> tuple[float, Params]:
+        """Loss (with the L2 penalty) and its gradient at the current parameters, as NumPy.
+        A frozen bias (`trainable_bias = false`) reports a zero gradient."""
+
+    @abc.abstractmethod
+    def train_step(self, batch: Batch) -> float:
+        """Forward, backward and optimizer update; returns the loss before the update.
+        This is the call that is timed: keep arrays native inside it."""
+
+    @abc.abstractmethod
+    def params(self) -> Params:
+        """Current parameters as NumPy arrays in the spec's dtype."""
+
+    @abc.abstractmethod
+    def evaluate(self, batch: Batch) -> tuple[float, np.ndarray]:
+        """Data loss (no L2 penalty, no dropout) and the network's outputs after the output
+        activation, for validation and test metrics."""
+
+    def sync(self) -> None:
+        """Block until queued device work is done (so a timer can stop). Default: nothing."""
+
+    @classmethod
+    def unsupported(cls, spec: Spec, device: str = "cpu") -> str | None:
+        """Why this backend cannot run `spec` exactly, or None when it can."""
+        caps = cls.capabilities
+        checks = [
+            ("dtype", spec.dtype, caps.dtypes),
+            ("device", device, caps.devices),
+            ("loss", spec.loss.name, caps.losses),
+            ("optimizer", spec.optimizer.name, caps.optimizers),
+            *(("activation", layer.activation, caps.activations) for layer in spec.model.layers),
+        ]
+        for what, value, allowed in checks:
+            if value not in allowed:
+                return f"{cls.name} does not support {what} {value!r}"
+        if not caps.dropout and any(layer.drop_prob for layer in spec.model.layers):
+            return f"{cls.name} does not support dropout"
+        for (path, value), reason in caps.conventions.items():
+            section, _, key = path.partition(".")
+            if getattr(getattr(spec, section), key) == value:
+                return f"{cls.name} cannot express {path} = {value!r}: {reason}"
+        return None
+
+
+def trainable_mask(spec: Spec) -> list[tuple[bool, bool]]:
+    """Which (W, b) tensors the optimizer updates: all weights, biases unless frozen."""
+    return [(True, layer.trainable_bias) for layer in spec.model.layers]

@@ -1,0 +1,131 @@
+"""Everything random about a run, drawn once in NumPy from seeds derived by purpose.
+
+The split, the batch order of every epoch and the dropout masks of every step are produced here
+and handed to every backend as plain arrays, so all backends see exactly the same numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness import datasets
+from harness.spec import Spec
+
+
+def derive_seed(seed: int, purpose: str) -> int:
+    """A 64-bit seed for one purpose ("init", "data", "split", "shuffle", "dropout").
+
+    Hashing keeps the streams independent: changing the dropout draws never moves the weights.
+    """
+    digest = hashlib.sha256(f"{seed}/{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def rng_for(seed: int, purpose: str, *extra: int) -> np.random.Generator:
+    return np.random.default_rng([derive_seed(seed, purpose), *extra])
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What one step consumes. masks[i] multiplies layer i's output (already scaled by
+    1/(1 - drop_prob): inverted dropout); None where a layer has no dropout. An empty tuple
+    means evaluation mode: no dropout anywhere."""
+    x: np.ndarray
+    y: np.ndarray
+    masks: tuple[np.ndarray | None, ...] = ()
+
+
+@dataclass(frozen=True)
+class Split:
+    x: np.ndarray
+    y: np.ndarray                         # encoded targets: one-hot, (n, 1) labels, or values
+    labels: np.ndarray | None             # int class labels, None for regression
+
+
+@dataclass(frozen=True)
+class Dataset:
+    train: Split
+    validation: Split
+    test: Split
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The batch order of a whole run: the epoch and the train-set indices of every step."""
+    epochs: np.ndarray                    # (steps,)
+    indices: tuple[np.ndarray, ...]       # one index array per step
+
+    @property
+    def steps(self) -> int:
+        return len(self.indices)
+
+
+def prepare(spec: Spec) -> Dataset:
+    """Generate, split, standardize (train statistics only) and encode the data set."""
+    x, y = datasets.generate(spec.data, rng_for(spec.seed, "data"))
+    n = len(x)
+    order = rng_for(spec.seed, "split").permutation(n)
+    n_val, n_test = round(spec.data.validation * n), round(spec.data.test * n)
+    parts = np.split(order, [n - n_val - n_test, n - n_test])
+    if spec.data.standardize:
+        mean, std = x[parts[0]].mean(axis=0), x[parts[0]].std(axis=0)
+        x = (x - mean) / np.where(std > 0, std, 1.0)   # constant pixels (digits) stay 0
+    dtype = np.dtype(spec.dtype)
+    return Dataset(*(_split(x[idx], y[idx], spec, dtype) for idx in parts))
+
+
+def _split(x: np.ndarray, y: np.ndarray, spec: Spec, dtype: np.dtype) -> Split:
+    if datasets.dims(spec.data).classes is None:
+        return Split(x.astype(dtype), y.astype(dtype), None)
+    if spec.loss.name == "bce":
+        return Split(x.astype(dtype), y[:, None].astype(dtype), y)
+    classes = spec.model.layers[-1].size
+    return Split(x.astype(dtype), np.eye(classes, dtype=dtype)[y], y)
+
+
+def plan(spec: Spec, n_train: int) -> Plan:
+    """Per-epoch shuffled batch order; `steps` runs as many epochs as it needs, then truncates."""
+    size = spec.training.batch_size or n_train
+    per_epoch = math.ceil(n_train / size)
+    epochs = spec.training.epochs or math.ceil(spec.training.steps / per_epoch)
+    total = spec.training.steps or epochs * per_epoch
+    full_batch = size >= n_train
+    indices, epoch_of = [], []
+    for epoch in range(epochs):
+        shuffle = spec.training.shuffle and not full_batch
+        order = rng_for(spec.seed, "shuffle", epoch).permutation(n_train) if shuffle \
+            else np.arange(n_train)
+        for start in range(0, n_train, size):
+            indices.append(order[start:start + size])
+            epoch_of.append(epoch)
+    return Plan(np.array(epoch_of[:total]), tuple(indices[:total]))
+
+
+def dropout_masks(spec: Spec, step: int, rows: int) -> tuple[np.ndarray | None, ...]:
+    """The inverted-dropout masks of one step: keep with probability 1 - drop_prob, scale the
+    kept units by 1 / (1 - drop_prob). Drawn from (seed, step) so any step can be redrawn alone."""
+    dtype = np.dtype(spec.dtype)
+    rng = rng_for(spec.seed, "dropout", step)
+    masks = []
+    for layer in spec.model.layers:
+        if layer.drop_prob == 0.0:
+            masks.append(None)
+            continue
+        keep = rng.random((rows, layer.size)) >= layer.drop_prob
+        masks.append(keep.astype(dtype) * dtype.type(1.0 / (1.0 - layer.drop_prob)))
+    return tuple(masks)
+
+
+def train_batch(spec: Spec, data: Dataset, batches: Plan, step: int) -> Batch:
+    idx = batches.indices[step]
+    masks = dropout_masks(spec, step, len(idx))
+    has_dropout = any(m is not None for m in masks)
+    return Batch(data.train.x[idx], data.train.y[idx], masks if has_dropout else ())
+
+
+def eval_batch(split: Split) -> Batch:
+    return Batch(split.x, split.y)

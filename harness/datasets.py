@@ -1,0 +1,148 @@
+"""The data sets: four synthetic ones drawn with NumPy, two real ones shipped inside scikit-learn,
+and `inline` data written in the spec. Each knows its shape without being loaded, so a spec can
+be checked against it before anything runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.schema import SpecError, Table, boolean, choice, integer, join, matrix, number
+
+# name -> (features, classes or None for regression, the options it reads with their defaults)
+CATALOG: dict[str, tuple[int, int | None, dict[str, float]]] = {
+    "xor": (2, 2, {"n_samples": 200, "noise": 0.1}),
+    "spirals": (2, 3, {"n_samples": 300, "noise": 0.2, "classes": 3}),
+    "moons": (2, 2, {"n_samples": 200, "noise": 0.1}),
+    "sine": (1, None, {"n_samples": 200, "noise": 0.05}),
+    "digits": (64, 10, {}),
+    "breast_cancer": (30, 2, {}),
+    "inline": (0, None, {}),
+}
+
+
+@dataclass(frozen=True)
+class Dims:
+    """What a data set looks like to the network."""
+    features: int
+    classes: int | None                   # None: regression targets
+    targets: int                          # width of the regression targets
+
+    def outputs_for(self, loss: str) -> int:
+        """Output-layer width the loss needs on this data set (one-hot, one logit, or targets)."""
+        if self.classes is None:
+            if loss in ("cross_entropy", "bce"):
+                raise SpecError("loss.name", f"{loss!r} needs class labels; this data set has "
+                                "regression targets (allowed: mse, half_sse)")
+            return self.targets
+        if loss == "bce":
+            if self.classes != 2:
+                raise SpecError("loss.name", f"'bce' needs 2 classes, this data set has "
+                                f"{self.classes} (allowed: cross_entropy, mse, half_sse)")
+            return 1
+        return self.classes
+
+
+def parse(t: Table):
+    """Read the [data] table into a `harness.spec.Data`."""
+    from harness.spec import Data
+
+    name = choice(t, "name", tuple(CATALOG))
+    defaults = CATALOG[name][2]
+    opts = {k: t.get(k) for k in ("n_samples", "noise", "classes") if t.has(k)}
+    for key in opts:
+        if key not in defaults:
+            allowed = ", ".join(defaults) or "none"
+            raise SpecError(join(t.path, key), f"not an option of data set {name!r} "
+                            f"(allowed: {allowed})")
+    n = integer(t, "n_samples", defaults.get("n_samples"), low=8) if "n_samples" in defaults \
+        else None
+    noise = number(t, "noise", defaults["noise"], low=0.0) if "noise" in defaults else None
+    classes = integer(t, "classes", 3, low=2) if name == "spirals" else None
+    val = number(t, "validation", 0.0 if name == "inline" else 0.15, low=0.0, high=1.0,
+                 high_open=True)
+    test = number(t, "test", 0.0 if name == "inline" else 0.15, low=0.0, high=1.0,
+                  high_open=True)
+    if val + test >= 1.0:
+        raise SpecError(join(t.path, "test"), f"validation + test = {val + test:g} leaves no "
+                        "training data (allowed: sum < 1)")
+    standardize = boolean(t, "standardize", name != "inline")
+    x = y = None
+    if name == "inline":
+        x, y = _inline(t)
+    t.finish(("name", "validation", "test", "standardize", *defaults,
+              *(("x", "y") if name == "inline" else ())))
+    return Data(name, n, noise, classes, val, test, standardize, x, y)
+
+
+def _inline(t: Table) -> tuple[tuple, tuple]:
+    x = matrix(join(t.path, "x"), t.get("x"), 2)
+    y = matrix(join(t.path, "y"), t.get("y"), 2)
+    if len(x) != len(y):
+        raise SpecError(join(t.path, "y"), f"has {len(y)} rows but x has {len(x)}")
+    return tuple(map(tuple, x)), tuple(map(tuple, y))
+
+
+def dims(data) -> Dims:
+    """The shape of `data` (a `harness.spec.Data`) without generating it."""
+    if data.name == "inline":
+        return Dims(len(data.x[0]), None, len(data.y[0]))
+    features, classes, _ = CATALOG[data.name]
+    if data.name == "spirals":
+        classes = data.classes
+    return Dims(features, classes, 1)
+
+
+def generate(data, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) in float64: y holds int class labels, or float regression targets (n, k)."""
+    if data.name == "inline":
+        return np.array(data.x, dtype=np.float64), np.array(data.y, dtype=np.float64)
+    return GENERATORS[data.name](data, rng)
+
+
+def _xor(d, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    corners = rng.integers(0, 2, size=(d.n_samples, 2))
+    x = corners + rng.normal(0.0, d.noise, size=corners.shape)
+    return x, corners[:, 0] ^ corners[:, 1]
+
+
+def _spirals(d, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Interleaved spiral arms (the cs231n toy problem), one arm per class."""
+    labels = np.arange(d.n_samples) % d.classes
+    radius = rng.uniform(0.05, 1.0, size=d.n_samples)
+    angle = labels * 2 * np.pi / d.classes + 4.0 * radius + rng.normal(0, d.noise, d.n_samples)
+    return np.stack([radius * np.sin(angle), radius * np.cos(angle)], axis=1), labels
+
+
+def _moons(d, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Two interleaving half circles, like sklearn's make_moons."""
+    labels = np.arange(d.n_samples) % 2
+    t = rng.uniform(0.0, np.pi, size=d.n_samples)
+    upper = np.stack([np.cos(t), np.sin(t)], axis=1)
+    lower = np.stack([1.0 - np.cos(t), 0.5 - np.sin(t)], axis=1)
+    x = np.where(labels[:, None] == 0, upper, lower)
+    return x + rng.normal(0.0, d.noise, size=x.shape), labels
+
+
+def _sine(d, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    x = rng.uniform(-np.pi, np.pi, size=(d.n_samples, 1))
+    return x, np.sin(x) + rng.normal(0.0, d.noise, size=x.shape)
+
+
+def _sklearn(loader: str) -> Callable:
+    def load(d, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            from sklearn import datasets as skd
+        except ImportError:
+            raise SpecError("data.name", f"{d.name!r} ships inside scikit-learn, which is not "
+                            "installed (pip install 'backprop-harness[data]')") from None
+        x, y = getattr(skd, loader)(return_X_y=True)
+        return x.astype(np.float64), y.astype(np.int64)
+    return load
+
+
+GENERATORS = {"xor": _xor, "spirals": _spirals, "moons": _moons, "sine": _sine,
+              "digits": _sklearn("load_digits"), "breast_cancer": _sklearn("load_breast_cancer")}

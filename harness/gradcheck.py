@@ -1,0 +1,111 @@
+"""The finite-difference oracle: gradients any backend returns, checked against the slope of
+its own loss, in float64.
+
+Small nets: central differences on every parameter, (f(p + h e_i) - f(p - h e_i)) / 2h.
+Large nets: per tensor, a few random unit directions v, comparing (f(p + hv) - f(p - hv)) / 2h
+with grad . v (jax.test_util.check_grads does the same), two evaluations per direction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness import tolerances as tol
+from harness.data import Batch
+from harness.params import Params
+from harness.spec import Spec
+
+LossFn = Callable[[Params], float]
+
+
+@dataclass(frozen=True)
+class TensorCheck:
+    parameter: str          # "W0", "b0", "W1", ...
+    max_abs_err: float
+    max_rel_err: float
+    method: str             # "central" or "directional"
+
+
+def errors(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(max |a - b|, max |a - b| / max(|a|_max, |b|_max, TINY)): see harness.tolerances."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.size == 0:
+        return 0.0, 0.0
+    diff = float(np.max(np.abs(a - b)))
+    scale = max(float(np.max(np.abs(a))), float(np.max(np.abs(b))), tol.TINY)
+    return diff, diff / scale
+
+
+def parameter_names(n_layers: int) -> list[str]:
+    return [f"{kind}{i}" for i in range(n_layers) for kind in ("W", "b")]
+
+
+def _central(f: LossFn, params: Params, flat_index: int, h: float) -> np.ndarray:
+    work = [[w.copy(), b.copy()] for w, b in params]
+    target = work[flat_index // 2][flat_index % 2]
+    out = np.empty(target.size)
+    view = target.reshape(-1)
+    for j in range(target.size):
+        orig = view[j]
+        view[j] = orig + h
+        plus = f(work)
+        view[j] = orig - h
+        minus = f(work)
+        view[j] = orig
+        out[j] = (plus - minus) / (2 * h)
+    return out.reshape(target.shape)
+
+
+def _directional(f: LossFn, params: Params, grad: np.ndarray, flat_index: int, h: float,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    numeric, analytic = [], []
+    for _ in range(tol.FD_DIRECTIONS):
+        v = rng.normal(size=grad.shape)
+        v /= np.linalg.norm(v)
+        shifted = []
+        for sign in (1.0, -1.0):
+            work = [[w.copy(), b.copy()] for w, b in params]
+            work[flat_index // 2][flat_index % 2] += sign * h * v
+            shifted.append(f(work))
+        numeric.append((shifted[0] - shifted[1]) / (2 * h))
+        analytic.append(float(np.sum(grad * v)))
+    return np.array(analytic), np.array(numeric)
+
+
+def check(f: LossFn, params: Params, grads: Params, frozen: list[bool],
+          seed: int = 0) -> list[TensorCheck]:
+    """Compare `grads` (analytic, at `params`) with finite differences of `f` per tensor.
+    Frozen tensors are constants: their reported gradient must be exactly zero."""
+    params = [(np.asarray(w, np.float64), np.asarray(b, np.float64)) for w, b in params]
+    flat_grads = [np.asarray(g, np.float64) for pair in grads for g in pair]
+    total = sum(g.size for g in flat_grads)
+    method = "central" if total <= tol.FD_FULL_MAX_PARAMS else "directional"
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, (name, g) in enumerate(zip(parameter_names(len(params)), flat_grads, strict=True)):
+        if frozen[i]:
+            numeric = np.zeros_like(g)
+            analytic = g
+        elif method == "central":
+            analytic, numeric = g, _central(f, params, i, tol.FD_STEP)
+        else:
+            analytic, numeric = _directional(f, params, g, i, tol.FD_STEP, rng)
+        out.append(TensorCheck(name, *errors(analytic, numeric), method))
+    return out
+
+
+def float64_loss(backend_cls: type, spec: Spec, batch: Batch) -> LossFn:
+    """f(params) = the backend's own loss on `batch`, evaluated in float64."""
+    spec64 = dataclasses.replace(spec, dtype="float64")
+    backend = backend_cls(spec64)
+    batch64 = Batch(batch.x.astype(np.float64), batch.y.astype(np.float64),
+                    tuple(None if m is None else m.astype(np.float64) for m in batch.masks))
+
+    def f(params: Params) -> float:
+        backend.load([(np.asarray(w), np.asarray(b)) for w, b in params])
+        return backend.loss_and_grads(batch64)[0]
+    return f

@@ -1,0 +1,268 @@
+"""The experiment spec: a TOML file read into frozen dataclasses, every field checked.
+
+Every hyper-parameter default lives here, once. The optimizer maths each backend must follow
+is written in `docs/optimizers.md`; the option names below are the ones used there.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import datasets
+from harness.schema import (SpecError, Table, boolean, choice, integer, join, listof, matrix,
+                            number, string)
+
+DTYPES = ("float64", "float32")
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "identity", "softmax")
+LOSSES = ("mse", "half_sse", "bce", "cross_entropy")
+OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
+INITS = ("xavier_normal", "xavier_uniform", "he_normal", "he_uniform")
+EPS_PLACEMENTS = ("outside", "inside")
+BIAS_CORRECTIONS = ("standard", "folded")
+# The output activation each loss is defined on (bce and cross_entropy work from the logits).
+LOSS_OUTPUT = {"cross_entropy": ("softmax",), "bce": ("sigmoid",),
+               "mse": ("sigmoid", "tanh", "relu", "leaky_relu", "identity"),
+               "half_sse": ("sigmoid", "tanh", "relu", "leaky_relu", "identity")}
+# Which optimizer keys each optimizer reads; any other key is an error, not silently ignored.
+OPTIMIZER_KEYS = {"sgd": (), "momentum": ("momentum", "nesterov"),
+                  "rmsprop": ("rho", "eps", "eps_placement"),
+                  "adam": ("beta1", "beta2", "eps", "eps_placement", "bias_correction")}
+NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One dense layer: z = h_prev @ W + b, h = activation(z), then dropout on hidden layers."""
+    size: int
+    activation: str
+    negative_slope: float = 0.01          # leaky_relu: f(z) = z if z > 0 else slope * z
+    drop_prob: float = 0.0                # probability of DROPPING a unit (inverted dropout)
+    trainable_bias: bool = True
+    weights: tuple[tuple[float, ...], ...] | None = None   # explicit W, (fan_in, fan_out)
+    bias: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Model:
+    inputs: int
+    layers: tuple[Layer, ...]
+    init: str = "xavier_normal"
+    init_file: Path | None = None         # .npz with W0, b0, W1, b1, ... (overrides init)
+
+
+@dataclass(frozen=True)
+class Loss:
+    name: str
+    l2: float = 0.0                       # adds l2/2 * sum of squared weights (not biases)
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    name: str = "sgd"
+    momentum: float = 0.9                 # v = momentum * v + g ; p -= lr * v (torch/optax form)
+    nesterov: bool = False
+    rho: float = 0.99                     # RMSprop: s = rho * s + (1 - rho) * g^2
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    eps_placement: str = "outside"        # g / (sqrt(s) + eps)  vs  g / sqrt(s + eps)
+    bias_correction: str = "standard"     # m_hat/(sqrt(v_hat)+eps) vs lr folded (sklearn, Keras)
+    weight_decay: float = 0.0             # decoupled: p -= lr * weight_decay * p, every optimizer
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    patience: int
+    min_delta: float = 0.0
+
+
+@dataclass(frozen=True)
+class Training:
+    learning_rate: float
+    batch_size: int | None                # None = full batch
+    epochs: int | None = None
+    steps: int | None = None              # exactly one of epochs / steps
+    shuffle: bool = True
+    grad_check_steps: tuple[int, ...] = (0,)
+    early_stopping: EarlyStopping | None = None
+
+
+@dataclass(frozen=True)
+class Data:
+    name: str
+    n_samples: int | None = None
+    noise: float | None = None
+    classes: int | None = None
+    validation: float = 0.15
+    test: float = 0.15
+    standardize: bool = True
+    x: tuple[tuple[float, ...], ...] | None = None         # inline data only
+    y: tuple[tuple[float, ...], ...] | None = None
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    seed: int
+    dtype: str
+    model: Model
+    loss: Loss
+    optimizer: Optimizer
+    training: Training
+    data: Data
+    backends: tuple[str, ...] | None = None
+    variant: str = ""                     # label of the sweep point this spec is ("" = none)
+
+
+def _layer(t: Table, fan_in: int) -> Layer:
+    size = integer(t, "size", low=1)
+    act = choice(t, "activation", ACTIVATIONS)
+    slope = number(t, "negative_slope", 0.01, low=0.0, high=1.0, high_open=True)
+    if t.has("negative_slope") and act != "leaky_relu":
+        raise SpecError(join(t.path, "negative_slope"), "only leaky_relu has a negative_slope")
+    drop = number(t, "drop_prob", 0.0, low=0.0, high=1.0, high_open=True)
+    bias_ok = boolean(t, "trainable_bias", True)
+    weights = bias = None
+    if t.has("weights"):
+        weights = _shaped(join(t.path, "weights"), t.get("weights"), (fan_in, size))
+    if t.has("bias"):
+        bias = _shaped(join(t.path, "bias"), t.get("bias"), (size,))
+    t.finish(("size", "activation", "negative_slope", "drop_prob", "trainable_bias",
+              "weights", "bias"))
+    return Layer(size, act, slope, drop, bias_ok, weights, bias)
+
+
+def _shaped(path: str, value: Any, shape: tuple[int, ...]) -> tuple:
+    rows = matrix(path, value, len(shape))
+    got = (len(rows), len(rows[0])) if len(shape) == 2 else (len(rows),)
+    if got != shape:
+        raise SpecError(path, f"has shape {got}, expected {shape} (fan_in, fan_out)")
+    return tuple(tuple(r) for r in rows) if len(shape) == 2 else tuple(rows)
+
+
+def _model(t: Table, dims: datasets.Dims, loss: str, base: Path) -> Model:
+    inputs = integer(t, "inputs", dims.features, low=1)
+    if inputs != dims.features:
+        raise SpecError(join(t.path, "inputs"), f"{inputs} does not match the data "
+                        f"({dims.features} features)")
+    raw = listof(t, "layers")
+    if not raw:
+        raise SpecError(join(t.path, "layers"), "needs at least one layer")
+    layers, fan_in = [], inputs
+    for i, item in enumerate(raw):
+        layers.append(_layer(Table(item, join(join(t.path, "layers"), i)), fan_in))
+        fan_in = layers[-1].size
+    _check_layers(join(t.path, "layers"), layers, dims, loss)
+    init = choice(t, "init", INITS, "xavier_normal")
+    init_file = None
+    if t.has("init_file"):
+        init_file = (base / string(t, "init_file")).resolve()
+        if not init_file.is_file():
+            raise SpecError(join(t.path, "init_file"), f"file not found: {init_file}")
+    t.finish(("inputs", "layers", "init", "init_file"))
+    return Model(inputs, tuple(layers), init, init_file)
+
+
+def _check_layers(path: str, layers: list[Layer], dims: datasets.Dims, loss: str) -> None:
+    last = len(layers) - 1
+    for i, layer in enumerate(layers[:-1]):
+        if layer.activation == "softmax":
+            raise SpecError(join(join(path, i), "activation"),
+                            "softmax is only allowed on the output layer")
+    if layers[last].drop_prob:
+        raise SpecError(join(join(path, last), "drop_prob"), "the output layer cannot have "
+                        "dropout (allowed: 0)")
+    out_act = layers[last].activation
+    if out_act not in LOSS_OUTPUT[loss]:
+        raise SpecError(join(join(path, last), "activation"), f"loss {loss!r} needs the output "
+                        f"activation to be one of {', '.join(LOSS_OUTPUT[loss])}")
+    want = dims.outputs_for(loss)
+    if layers[last].size != want:
+        raise SpecError(join(join(path, last), "size"), f"{layers[last].size} does not match the "
+                        f"data: loss {loss!r} on this data set needs {want} outputs")
+
+
+def _optimizer(t: Table) -> Optimizer:
+    name = choice(t, "name", OPTIMIZERS, "sgd")
+    keys = OPTIMIZER_KEYS[name]
+    allowed = ("name", "weight_decay", *keys)
+    for key in t.raw:
+        if key not in allowed:
+            raise SpecError(join(t.path, key), f"not used by {name} (allowed: "
+                            f"{', '.join(allowed)})")
+    d = Optimizer()
+    return Optimizer(
+        name=name,
+        momentum=number(t, "momentum", d.momentum, low=0.0, high=1.0, high_open=True),
+        nesterov=boolean(t, "nesterov", d.nesterov),
+        rho=number(t, "rho", d.rho, low=0.0, high=1.0, high_open=True),
+        beta1=number(t, "beta1", d.beta1, low=0.0, high=1.0, high_open=True),
+        beta2=number(t, "beta2", d.beta2, low=0.0, high=1.0, high_open=True),
+        eps=number(t, "eps", d.eps, low=0.0, low_open=True),
+        eps_placement=choice(t, "eps_placement", EPS_PLACEMENTS, d.eps_placement),
+        bias_correction=choice(t, "bias_correction", BIAS_CORRECTIONS, d.bias_correction),
+        weight_decay=number(t, "weight_decay", 0.0, low=0.0))
+
+
+def _training(t: Table) -> Training:
+    lr = number(t, "learning_rate", low=0.0, low_open=True)
+    batch = t.get("batch_size", "full")
+    if batch != "full":
+        batch = integer(t, "batch_size", low=1)
+    if t.has("epochs") == t.has("steps"):
+        raise SpecError(join(t.path, "epochs"), "give exactly one of epochs, steps")
+    epochs = integer(t, "epochs", low=1) if t.has("epochs") else None
+    steps = integer(t, "steps", low=1) if t.has("steps") else None
+    checks = [integer(Table({"s": s}, join(t.path, f"grad_check_steps[{i}]")), "s", low=0)
+              for i, s in enumerate(t.get("grad_check_steps", [0]))]
+    stop = None
+    if t.has("early_stopping"):
+        es = t.sub("early_stopping")
+        stop = EarlyStopping(integer(es, "patience", low=1), number(es, "min_delta", 0.0, low=0))
+        es.finish()
+    shuffle = boolean(t, "shuffle", True)
+    t.finish(("learning_rate", "batch_size", "epochs", "steps", "shuffle", "grad_check_steps",
+              "early_stopping"))
+    return Training(lr, None if batch == "full" else batch, epochs, steps, shuffle,
+                    tuple(sorted(set(checks))), stop)
+
+
+def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Spec:
+    """Validate a parsed TOML document; `base` resolves relative file paths."""
+    t = Table(raw, "")
+    name = string(t, "name")
+    if not set(name) <= NAME_CHARS:
+        raise SpecError("name", f"{name!r} may only use a-z, 0-9, '_' and '-' (it names the "
+                        "results folder)")
+    seed = integer(t, "seed", 0, low=0)
+    dtype = choice(t, "dtype", DTYPES, "float64")
+    data = datasets.parse(t.sub("data", required=True))
+    lt = t.sub("loss", required=True)
+    loss = Loss(choice(lt, "name", LOSSES), number(lt, "l2", 0.0, low=0.0))
+    lt.finish()
+    model = _model(t.sub("model", required=True), datasets.dims(data), loss.name, base)
+    opt_t = t.sub("optimizer")
+    optimizer = _optimizer(opt_t)
+    training = _training(t.sub("training", required=True))
+    backends = None
+    if t.has("backends"):
+        backends = tuple(string(Table({"b": b}, f"backends[{i}]"), "b")
+                         for i, b in enumerate(listof(t, "backends")))
+    t.get("sweep")                        # expanded by harness.sweep before we get here
+    t.finish(("name", "seed", "dtype", "data", "loss", "model", "optimizer", "training",
+              "backends", "sweep"))
+    return Spec(name, seed, dtype, model, loss, optimizer, training, data, backends)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file; syntax errors become a one-line SpecError."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise SpecError("", f"no such spec file: {path}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError("", f"TOML syntax error: {err}") from None

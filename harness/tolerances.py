@@ -1,0 +1,50 @@
+"""Every tolerance of the harness, in one place, with the numerical reason for each.
+
+All errors are *relative to the tensor's scale*: |a - b|_max / max(|a|_max, |b|_max, TINY).
+An element-wise relative error is meaningless for entries that are zero up to rounding
+(dead ReLU units, gradients that cancel), so the largest entry sets the scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Floor of every relative-error denominator: below it, two tensors are both "zero".
+TINY = 1e-30
+
+# Finite differences (always run in float64). Central differences have truncation error
+# O(h^2 f''') ~ 1e-12 and rounding error O(ulp(f) / h) ~ 1e-10 relative to f at h = 1e-6,
+# the step torch.autograd.gradcheck uses.
+FD_STEP = 1e-6
+# Full central differences cost two loss evaluations per parameter; beyond this many
+# parameters the oracle checks random directions per tensor instead (jax check_grads style).
+FD_FULL_MAX_PARAMS = 20_000
+FD_DIRECTIONS = 6
+# FD gradient error is dominated by the rounding term above (~1e-10 |f| / |g|), so 1e-7
+# leaves three orders of margin for losses up to ~1000x the gradient scale.
+FD_RTOL = 1e-7
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """Agreement thresholds between two backends for one dtype."""
+    grad_rtol: float        # gradients at the same parameters and batch
+    loss_rtol: float        # loss at every step of the run, relative to |loss|
+    param_rtol: float       # final parameters, relative to each tensor's scale
+
+
+# float64 (unit roundoff 1.1e-16): the same maths summed in a different order (BLAS blocking,
+# XLA fusion) differs by ~1e-16 * sqrt(terms) per op, ~1e-14 through a few layers. The loss and
+# parameters accumulate that over hundreds of steps, so they get slack that grows with the run,
+# but still six orders below anything a wrong derivative produces.
+FLOAT64 = Tolerances(grad_rtol=1e-10, loss_rtol=1e-9, param_rtol=1e-8)
+
+# float32 (unit roundoff 6e-8): one matmul of fan_in terms is off by ~6e-8 * sqrt(fan_in), i.e.
+# ~5e-7 for fan_in 64; through the network and the softmax this reaches ~1e-5 in gradients.
+# Over a training run the curves drift apart chaotically (SGD amplifies small differences),
+# so loss and parameter tolerances are loose; the drift itself is reported, not hidden.
+FLOAT32 = Tolerances(grad_rtol=1e-4, loss_rtol=1e-3, param_rtol=1e-2)
+
+
+def for_dtype(dtype: str) -> Tolerances:
+    return FLOAT64 if dtype == "float64" else FLOAT32
