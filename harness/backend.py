@@ -73,6 +73,7 @@ class Backend(abc.ABC):
 
     def sync(self) -> None:
         """Block until queued device work is done (so a timer can stop). Default: nothing."""
+        return None
 
     @classmethod
     def unsupported(cls, spec: Spec, device: str = "cpu") -> str | None:

@@ -76,14 +76,15 @@ def _directional(f: LossFn, params: Params, grad: np.ndarray, flat_index: int, h
     return np.array(analytic), np.array(numeric)
 
 
-def check(f: LossFn, params: Params, grads: Params, frozen: list[bool],
-          seed: int = 0) -> list[TensorCheck]:
-    """Compare `grads` (analytic, at `params`) with finite differences of `f` per tensor.
+def check(f: LossFn, params: Params, grads: Params, frozen: list[bool], seed: int = 0,
+          full: bool = True) -> list[TensorCheck]:
+    """Compare `grads` (analytic, at `params`) with finite differences of `f` per tensor:
+    every element when `full` and the net is small, else random directions.
     Frozen tensors are constants: their reported gradient must be exactly zero."""
     params = [(np.asarray(w, np.float64), np.asarray(b, np.float64)) for w, b in params]
     flat_grads = [np.asarray(g, np.float64) for pair in grads for g in pair]
     total = sum(g.size for g in flat_grads)
-    method = "central" if total <= tol.FD_FULL_MAX_PARAMS else "directional"
+    method = "central" if full and total <= tol.FD_FULL_MAX_PARAMS else "directional"
     rng = np.random.default_rng(seed)
     out = []
     for i, (name, g) in enumerate(zip(parameter_names(len(params)), flat_grads, strict=True)):
@@ -98,14 +99,19 @@ def check(f: LossFn, params: Params, grads: Params, frozen: list[bool],
     return out
 
 
-def float64_loss(backend_cls: type, spec: Spec, batch: Batch) -> LossFn:
-    """f(params) = the backend's own loss on `batch`, evaluated in float64."""
-    spec64 = dataclasses.replace(spec, dtype="float64")
-    backend = backend_cls(spec64)
-    batch64 = Batch(batch.x.astype(np.float64), batch.y.astype(np.float64),
-                    tuple(None if m is None else m.astype(np.float64) for m in batch.masks))
+def as_float64(batch: Batch) -> Batch:
+    return Batch(batch.x.astype(np.float64), batch.y.astype(np.float64),
+                 tuple(None if m is None else m.astype(np.float64) for m in batch.masks))
 
+
+def float64_backend(backend_cls: type, spec: Spec):
+    """A float64 instance of a backend: the oracle always differentiates in float64."""
+    return backend_cls(dataclasses.replace(spec, dtype="float64"))
+
+
+def loss_fn(backend64, batch64: Batch) -> LossFn:
+    """f(params) = the backend's own loss on `batch64` (the instance's state is overwritten)."""
     def f(params: Params) -> float:
-        backend.load([(np.asarray(w), np.asarray(b)) for w, b in params])
-        return backend.loss_and_grads(batch64)[0]
+        backend64.load([(np.asarray(w), np.asarray(b)) for w, b in params])
+        return backend64.loss_and_grads(batch64)[0]
     return f

@@ -12,8 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from harness import datasets
-from harness.schema import (SpecError, Table, boolean, choice, integer, join, listof, matrix,
-                            number, string)
+from harness.schema import (
+    SpecError,
+    Table,
+    boolean,
+    choice,
+    integer,
+    join,
+    listof,
+    matrix,
+    number,
+    string,
+)
 
 DTYPES = ("float64", "float32")
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "identity", "softmax")

@@ -3,9 +3,14 @@
 A sweep sets one field, or several together, to a list of values:
 
     [sweep]
-    field = "training.learning_rate"            # or fields = ["loss.l2", "model.layers[:-1].drop_prob"]
-    values = [0.001, 0.1, 5.0]                  # with `fields`: one list of values per point
-    labels = ["too_small", "good", "overshoot"] # optional
+    field = "training.learning_rate"
+    values = [0.001, 0.1, 5.0]
+    labels = ["too_small", "good", "overshoot"]   # optional
+
+or several fields set together, one list of values per point:
+
+    fields = ["loss.l2", "model.layers[:-1].drop_prob"]
+    values = [[0.0, 0.0], [0.001, 0.0], [0.0, 0.2]]
 
 Paths are dotted keys with list indices or slices (`model.layers[:-1]` = every hidden layer).
 """

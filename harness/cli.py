@@ -1,0 +1,105 @@
+"""The `harness` command line: run · check · backends (and more as they land).
+
+Exit codes: 0 everything agrees, 1 something disagrees, 2 bad input (one line on stderr,
+never a traceback), 130 interrupted (previous results untouched).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness import experiment, table
+from harness.results import ResultsError
+from harness.schema import SpecError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="harness",
+        description="Train one network spec with several backprop implementations (hand-written "
+                    "NumPy, PyTorch autograd, JAX grad) from the same weights, batches and "
+                    "dropout masks, and check that gradients, loss curves and final parameters "
+                    "agree.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="train every backend on a spec and compare them",
+                       description="Train every backend on SPEC (every sweep point), compare "
+                                   "gradients, loss curves and final parameters, write "
+                                   "results/<name>/ and print the verdict table.")
+    r.add_argument("spec", type=Path, help="experiment TOML file, e.g. experiments/digits_mlp.toml")
+    r.add_argument("--backends", type=lambda s: [x for x in s.split(",") if x],
+                   help="comma-separated backends, the first is the reference "
+                        "(default: the spec's `backends`, else numpy,torch,jax)")
+    r.add_argument("--dtype", choices=("float64", "float32"),
+                   help="override the spec's dtype (float64 = correctness, float32 = drift)")
+    r.add_argument("--out", type=Path, help="results folder (default: results/<spec name>)")
+    r.add_argument("--force", action="store_true",
+                   help="replace --out even if it was not written by this harness")
+    r.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="device for the backends that support it (default: cpu)")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    c = sub.add_parser("check", help="check one backend's gradients against finite differences",
+                       description="Compare a backend's gradients on the first training batch, "
+                                   "at the initial parameters, with central finite differences "
+                                   "in float64 (every parameter for small nets, random "
+                                   "directions per tensor for large ones). Exit 0 when every "
+                                   "tensor is within tolerance, 1 otherwise.")
+    c.add_argument("spec", type=Path, help="experiment TOML file")
+    c.add_argument("--backend", default="numpy", help="backend to check (default: numpy)")
+
+    sub.add_parser("backends", help="list registered backends and whether they can run here",
+                   description="List every registered backend (built-in and entry-point "
+                               "plug-ins), its framework, version and capabilities.")
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    specs, overrides = experiment.load(args.spec, args.dtype)
+    names = experiment.backend_names(args.backends, specs[0])
+    out = args.out or experiment.RESULTS_ROOT / specs[0].name
+    summary = experiment.execute(args.spec, specs, overrides, names, out, args.force,
+                                 args.device, progress=not args.quiet)
+    for v in summary["variants"]:
+        title = f"{summary['experiment']}" + (f" [{v['variant']}]" if v["variant"] else "")
+        print(f"\n{title}  ({v['dtype']})")
+        print(table.text(v))
+    verdict = "all backends agree" if summary["passed"] else "backends DISAGREE"
+    print(f"\n{verdict}; results in {out}/")
+    return 0 if summary["passed"] else 1
+
+
+def _check(args: argparse.Namespace) -> int:
+    from harness.checkcmd import check_spec
+
+    specs, _ = experiment.load(args.spec, None)
+    experiment.backend_names([args.backend], specs[0])
+    return check_spec(specs, args.backend)
+
+
+def _backends(args: argparse.Namespace) -> int:
+    from harness.listing import list_backends
+
+    print(list_backends())
+    return 0
+
+
+COMMANDS = {"run": _run, "check": _check, "backends": _backends}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except SpecError as err:
+        where = f"{args.spec}: " if getattr(args, "spec", None) else ""
+        print(f"harness: error: {where}{err}", file=sys.stderr)
+        return 2
+    except ResultsError as err:
+        print(f"harness: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("harness: interrupted; previous results left untouched", file=sys.stderr)
+        return 130

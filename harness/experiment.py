@@ -1,0 +1,62 @@
+"""`harness run`: every variant of a spec file, every backend, one results folder."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from harness import provenance, results, run, sweep
+from harness.schema import SpecError
+from harness.spec import Spec
+from implementations import registry
+
+DEFAULT_BACKENDS = ("numpy", "torch", "jax")
+RESULTS_ROOT = Path("results")
+
+
+def backend_names(requested: list[str] | None, spec: Spec) -> list[str]:
+    """--backends, else the spec's `backends`, else the defaults; unknown names are errors."""
+    names = list(requested or spec.backends or DEFAULT_BACKENDS)
+    known = registry()
+    where = "--backends" if requested else "backends"
+    for name in names:
+        if name not in known:
+            raise SpecError(where, f"{name!r} is not one of {', '.join(known)}")
+    if len(set(names)) != len(names):
+        raise SpecError(where, "lists a backend twice")
+    return names
+
+
+def load(path: Path, dtype: str | None) -> tuple[list[Spec], dict]:
+    overrides = {"dtype": dtype} if dtype else {}
+    return sweep.load(path, overrides), overrides
+
+
+def execute(path: Path, specs: list[Spec], overrides: dict, names: list[str], out: Path,
+            force: bool, device: str = "cpu", progress: bool = True) -> dict:
+    """Run every variant, then write the results folder atomically; returns the summary."""
+    results.check_target(out, force)
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    frames: dict[str, list[pd.DataFrame]] = {}
+    variants = []
+    for spec in specs:
+        rec = run.run_variant(spec, names, device, progress)
+        for name, df in rec.frames().items():
+            frames.setdefault(name, []).append(df.assign(variant=spec.variant, dtype=spec.dtype))
+        variants.append(run.summarize(rec))
+    summary = {"experiment": specs[0].name, "passed": all(v["passed"] for v in variants),
+               "device": device, "variants": variants}
+    meta = provenance.collect(path, overrides, specs[0].seed, started, time.perf_counter() - t0)
+    merged = {name: _ordered(pd.concat(dfs, ignore_index=True)) for name, dfs in frames.items()}
+    results.write(out, merged, summary, meta, force)
+    return summary
+
+
+def _ordered(df: pd.DataFrame) -> pd.DataFrame:
+    """variant and dtype first: every table reads as a tidy long-format table."""
+    lead = ["variant", "dtype"]
+    return df[lead + [c for c in df.columns if c not in lead]]

@@ -1,0 +1,101 @@
+"""The results folder: tidy CSV tables + summary.json + meta.json, written atomically.
+
+A run writes everything into a hidden temporary folder beside the target and renames it into
+place only when complete, so an interrupted or failed run leaves the previous results untouched
+and no half-written folder. A folder the harness did not create is never replaced without
+`force`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+TABLES = ("steps", "gradients", "grad_norms", "final_params", "timings", "events", "test")
+MARKER = "backprop-harness"
+
+
+class ResultsError(Exception):
+    """The results folder cannot be written (one-line message)."""
+
+
+def _json_safe(value):
+    """NaN and Inf are not JSON: store them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def dump_json(path: Path, value) -> None:
+    path.write_text(json.dumps(_json_safe(value), indent=2, default=str) + "\n")
+
+
+def owned(folder: Path) -> bool:
+    """Whether `folder` is a results folder written by this harness."""
+    try:
+        return json.loads((folder / "meta.json").read_text()).get("tool") == MARKER
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_target(out: Path, force: bool) -> None:
+    """Refuse, before any work is done, to replace a folder the harness did not create."""
+    if out.exists() and not force and (not out.is_dir() or not owned(out)):
+        raise ResultsError(f"{out}: exists and was not written by backprop-harness "
+                           "(use --force to replace it)")
+
+
+def write(out: Path, frames: dict[str, pd.DataFrame], summary: dict, meta: dict,
+          force: bool = False) -> Path:
+    """Write all files into a temporary sibling folder, then swap it into place."""
+    check_target(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
+    try:
+        for name in TABLES:
+            frames[name].to_csv(tmp / f"{name}.csv", index=False)
+        dump_json(tmp / "summary.json", summary)
+        dump_json(tmp / "meta.json", meta)
+        _swap(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _swap(tmp: Path, out: Path) -> None:
+    """Move the finished folder into place; the old one is removed only after that."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".old-{out.name}-", dir=out.parent))
+    os.replace(out, old / out.name)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        os.replace(old / out.name, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read(folder: Path) -> tuple[dict[str, pd.DataFrame], dict, dict]:
+    """The stored tables, summary and provenance of a results folder."""
+    if not (folder / "summary.json").is_file():
+        raise ResultsError(f"{folder}: not a results folder (no summary.json)")
+    frames = {}
+    for name in TABLES:
+        path = folder / f"{name}.csv"
+        frames[name] = pd.read_csv(path) if path.is_file() and path.stat().st_size else \
+            pd.DataFrame()
+    return (frames, json.loads((folder / "summary.json").read_text()),
+            json.loads((folder / "meta.json").read_text()))

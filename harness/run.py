@@ -1,0 +1,230 @@
+"""The parity run: every backend starts from the same parameters and consumes the same batches,
+in the same order, with the same dropout masks; everything observed goes into tidy tables.
+
+Backends advance step by step in rounds (A B C, A B C, ...), so a change in the machine's load
+hits all of them alike; each `train_step` is timed with `sync()` before the clock stops.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from harness import compare, data, gradcheck, gradlog, params
+from harness.backend import Backend, trainable_mask
+from harness.progress import bars
+from harness.spec import Spec
+from implementations import backend_class, missing_framework
+
+
+@dataclass
+class Lane:
+    """One backend's progress through the run."""
+    name: str
+    backend: Backend
+    probe: Backend                        # a second instance, loaded with others' parameters
+    probe64: Backend                      # float64 instance for the finite-difference oracle
+    active: bool = True
+    best: float = math.inf                # early stopping: best validation loss so far
+    waited: int = 0
+
+
+@dataclass
+class Record:
+    """The tables of one variant, before they are written; `skipped` maps name -> reason."""
+    spec: Spec
+    backends: list[str]
+    tables: dict[str, list[dict]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def add(self, table: str, rows: list[dict] | dict) -> None:
+        self.tables.setdefault(table, []).extend([rows] if isinstance(rows, dict) else rows)
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        cols = {"steps": ["backend", "step", "epoch", "loss"],
+                "gradients": ["step", "parameter", "backend", "compared_to", "evaluated_at",
+                              "max_abs_err", "max_rel_err"],
+                "grad_norms": ["backend", "step", "parameter", "norm"],
+                "final_params": ["backend", "compared_to", "parameter", "max_abs_err",
+                                 "max_rel_err"],
+                "timings": ["backend", "phase", "seconds"],
+                "events": ["backend", "step", "event", "detail"],
+                "test": ["backend", "test_loss", "test_accuracy"]}
+        return {name: pd.DataFrame(self.tables.get(name, []), columns=None
+                                   if self.tables.get(name) else c)
+                for name, c in cols.items()}
+
+
+def runnable(spec: Spec, names: list[str], device: str) -> tuple[list[str], dict[str, str]]:
+    """The backends that can run `spec` here, and why each other one is skipped."""
+    ok, skipped = [], {}
+    for name in names:
+        reason = missing_framework(name) or backend_class(name).unsupported(spec, device)
+        if reason:
+            skipped[name] = reason
+        else:
+            ok.append(name)
+    return ok, skipped
+
+
+def _lane(name: str, spec: Spec, device: str, p0: params.Params, rec: Record) -> Lane:
+    cls = backend_class(name)
+    t0 = time.perf_counter()
+    backend = cls(spec, device)
+    backend.load(params.copy(p0))
+    rec.add("timings", {"backend": name, "phase": "setup", "seconds": time.perf_counter() - t0})
+    probe = cls(spec, device)
+    probe64 = probe if spec.dtype == "float64" else gradcheck.float64_backend(cls, spec)
+    return Lane(name, backend, probe, probe64)
+
+
+def accuracy(outputs: np.ndarray, labels: np.ndarray | None, loss: str) -> float:
+    if labels is None:
+        return math.nan
+    pred = (outputs[:, 0] > 0.5).astype(int) if loss == "bce" else outputs.argmax(axis=1)
+    return float(np.mean(pred == labels))
+
+
+def _epoch_end(lane: Lane, spec: Spec, ds: data.Dataset, row: dict) -> None:
+    """Train/validation metrics into the step's row, then the early-stopping rule."""
+    for split, prefix in ((ds.train, "train"), (ds.validation, "val")):
+        if len(split.x) == 0:
+            continue
+        value, out = lane.backend.evaluate(data.eval_batch(split))
+        row[f"{prefix}_loss"] = value
+        row[f"{prefix}_accuracy"] = accuracy(out, split.labels, spec.loss.name)
+    rule = spec.training.early_stopping
+    if rule is None or "val_loss" not in row:
+        return
+    if row["val_loss"] < lane.best - rule.min_delta:
+        lane.best, lane.waited = row["val_loss"], 0
+    else:
+        lane.waited += 1
+    if lane.waited >= rule.patience:
+        lane.active = False
+        row["stopped"] = True
+
+
+def _check_gradients(rec: Record, lanes: list[Lane], step: int, batch: data.Batch) -> None:
+    frozen = [not t for pair in trainable_mask(rec.spec) for t in pair]
+    active = [lane for lane in lanes if lane.active]
+    if not active:
+        return
+    rows, norms, own = gradlog.compare_at_step(step, batch, active, frozen, oracle=step == 0)
+    rec.add("gradients", rows)
+    rec.add("grad_norms", norms)
+    for lane in active:
+        if not gradlog.finite(own[lane.name]):
+            _diverge(rec, lane, step, "gradient is NaN or Inf")
+
+
+def _diverge(rec: Record, lane: Lane, step: int, what: str) -> None:
+    lane.active = False
+    rec.add("events", {"backend": lane.name, "step": step, "event": "diverged", "detail": what})
+
+
+def run_variant(spec: Spec, names: list[str], device: str = "cpu",
+                progress: bool = True) -> Record:
+    """Train every runnable backend of `names` on `spec` and record everything."""
+    ok, skipped = runnable(spec, names, device)
+    rec = Record(spec, ok, skipped=skipped)
+    for name, reason in skipped.items():
+        rec.add("events", {"backend": name, "step": -1, "event": "skipped", "detail": reason})
+    if not ok:
+        return rec
+    ds = data.prepare(spec)
+    plan = data.plan(spec, len(ds.train.x))
+    p0 = params.initial_params(spec)
+    lanes = [_lane(name, spec, device, p0, rec) for name in ok]
+    checks = set(spec.training.grad_check_steps)
+    with bars(ok, plan.steps, progress and len(ok) > 0, spec.variant) as bar:
+        for step in range(plan.steps):
+            batch = data.train_batch(spec, ds, plan, step)
+            if step in checks:
+                _check_gradients(rec, lanes, step, batch)
+            epoch_ends = step + 1 == plan.steps or plan.epochs[step + 1] != plan.epochs[step]
+            for lane in lanes:
+                if lane.active:
+                    _step(rec, lane, step, int(plan.epochs[step]), batch, epoch_ends, ds, bar)
+            if not any(lane.active for lane in lanes):
+                break
+    _finish(rec, lanes, ds)
+    return rec
+
+
+def _step(rec: Record, lane: Lane, step: int, epoch: int, batch: data.Batch, epoch_ends: bool,
+          ds: data.Dataset, bar) -> None:
+    t0 = time.perf_counter()
+    loss = lane.backend.train_step(batch)
+    lane.backend.sync()
+    seconds = time.perf_counter() - t0
+    rec.add("timings", {"backend": lane.name, "phase": "first_step" if step == 0 else "step",
+                        "seconds": seconds})
+    row = {"backend": lane.name, "step": step, "epoch": epoch, "loss": loss}
+    bar.update(lane.name, loss)
+    if not math.isfinite(loss):
+        rec.add("steps", row)
+        _diverge(rec, lane, step, f"loss is {loss}")
+        return
+    if epoch_ends:
+        _epoch_end(lane, rec.spec, ds, row)
+        if row.pop("stopped", False):
+            rec.add("events", {"backend": lane.name, "step": step, "event": "early_stopped",
+                               "detail": f"no val_loss improvement for "
+                               f"{rec.spec.training.early_stopping.patience} epochs"})
+    rec.add("steps", row)
+
+
+def _finish(rec: Record, lanes: list[Lane], ds: data.Dataset) -> None:
+    """Final-parameter agreement and the test-set evaluation."""
+    final = {lane.name: lane.backend.params() for lane in lanes}
+    ref = lanes[0].name
+    for lane in lanes[1:]:
+        rec.add("final_params", [dict(r, backend=lane.name, compared_to=ref)
+                                 for r in _param_rows(final[lane.name], final[ref])])
+    for lane in lanes:
+        row = {"backend": lane.name, "test_loss": math.nan, "test_accuracy": math.nan}
+        if len(ds.test.x):
+            value, out = lane.backend.evaluate(data.eval_batch(ds.test))
+            row.update(test_loss=value,
+                       test_accuracy=accuracy(out, ds.test.labels, rec.spec.loss.name))
+        rec.add("test", row)
+
+
+def _param_rows(a: params.Params, b: params.Params) -> list[dict]:
+    names = gradcheck.parameter_names(len(a))
+    flat_a = [t for pair in a for t in pair]
+    flat_b = [t for pair in b for t in pair]
+    return [dict(zip(("parameter", "max_abs_err", "max_rel_err"),
+                     (n, *gradcheck.errors(x, y)), strict=True))
+            for n, x, y in zip(names, flat_a, flat_b, strict=True)]
+
+
+def summarize(rec: Record) -> dict:
+    """The verdict of one variant plus what happened to each backend."""
+    frames = rec.frames()
+    out = {"variant": rec.spec.variant, "dtype": rec.spec.dtype, "backends": rec.backends,
+           "skipped": rec.skipped}
+    if not rec.backends:
+        return {**out, "passed": False, "checks": [], "odd_one_out": None, "divergence": None}
+    out.update(compare.verdict(frames, rec.backends, rec.spec.dtype))
+    out["divergence"] = divergence(frames["events"], rec.backends)
+    if out["divergence"] and out["divergence"]["kind"] == "some":
+        out["passed"] = False
+    return out
+
+
+def divergence(events: pd.DataFrame, backends: list[str]) -> dict | None:
+    """'all': every backend diverged at the same step (the spec's fault: e.g. a learning rate
+    that explodes); 'some': only some did (a backend's fault)."""
+    div = events[events.event == "diverged"] if len(events) else events
+    if div.empty:
+        return None
+    steps = dict(zip(div.backend, div.step.astype(int), strict=True))
+    same = set(steps) == set(backends) and len(set(steps.values())) == 1
+    return {"kind": "all" if same else "some", "at": steps}
+

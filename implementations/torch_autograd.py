@@ -1,0 +1,173 @@
+"""PyTorch autograd backend: the NumPy reference's forward maths, gradients by autograd and
+the spec's optimizers by `torch.optim`.
+
+torch is imported only when the backend is constructed, so importing this module (to list
+backends or read their capabilities) works where torch is not installed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+from harness.backend import Backend, Capabilities, trainable_mask
+from harness.data import Batch
+from harness.params import Params
+from harness.spec import Layer, Spec
+
+if TYPE_CHECKING:
+    import torch
+
+Masks = tuple["torch.Tensor | None", ...]
+
+
+class TorchAutograd(Backend):
+    """Dense network on torch tensors; loss_and_grads via torch.autograd.grad, train_step via
+    loss.backward() and a torch.optim optimizer configured to the maths of harness/optim.py."""
+
+    name: ClassVar[str] = "torch"
+    framework: ClassVar[str | None] = "torch"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        devices=frozenset({"cpu", "cuda"}),
+        conventions={
+            ("optimizer.eps_placement", "inside"):
+                "torch.optim.RMSprop and Adam add eps after the square root "
+                "(avg.add_(eps), denom = (sqrt(v) / sqrt(bias_correction2)).add_(eps))",
+            ("optimizer.bias_correction", "folded"):
+                "torch.optim.Adam always divides v by its bias correction before adding eps "
+                "(denom = sqrt(v) / sqrt(1 - b2^t) + eps); eps on the uncorrected sqrt(v) "
+                "has no option",
+        },
+    )
+
+    def __init__(self, spec: Spec, device: str = "cpu") -> None:
+        super().__init__(spec, device)
+        import torch
+        import torch.nn.functional as functional
+
+        torch.backends.cuda.matmul.allow_tf32 = False      # full float32 matmuls on GPUs
+        torch.backends.cudnn.allow_tf32 = False
+        self._torch, self._f = torch, functional
+        self._dtype = getattr(torch, spec.dtype)
+        self._np_dtype = np.dtype(spec.dtype)
+        self._cuda = torch.device(device).type == "cuda"
+        self._trainable = [t for pair in trainable_mask(spec) for t in pair]
+        self._flat: list[torch.Tensor] = []
+        self._optimizer: torch.optim.Optimizer | None = None
+        opt, lr = spec.optimizer, spec.training.learning_rate
+        # decoupled decay p <- p * (1 - lr wd) for the optimizers torch has no such option for
+        self._decay = 1.0 - lr * opt.weight_decay if opt.weight_decay and opt.name != "adam" \
+            else None
+
+    def load(self, params: Params) -> None:
+        """Fresh leaf tensors (frozen biases without requires_grad) and a fresh optimizer."""
+        arrays = [np.asarray(t, dtype=self._np_dtype) for pair in params for t in pair]
+        self._flat = [self._torch.tensor(a, dtype=self._dtype, device=self.device,
+                                         requires_grad=train)
+                      for a, train in zip(arrays, self._trainable, strict=True)]
+        self._optimizer = self._make_optimizer()
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        """The spec's optimizer over the trainable tensors (see harness/optim.py for the maths).
+        Adam's decay is AdamW's p *= 1 - lr wd before the step; the others get it in train_step
+        (torch's own `weight_decay` argument would be L2 on the gradient, different maths)."""
+        optim, opt = self._torch.optim, self.spec.optimizer
+        lr = self.spec.training.learning_rate
+        params = [p for p in self._flat if p.requires_grad]
+        if opt.name == "adam":
+            return optim.AdamW(params, lr=lr, betas=(opt.beta1, opt.beta2), eps=opt.eps,
+                               weight_decay=opt.weight_decay)
+        if opt.name == "rmsprop":
+            return optim.RMSprop(params, lr=lr, alpha=opt.rho, eps=opt.eps)
+        if opt.name == "momentum":
+            # torch rejects nesterov with zero momentum; there it equals plain SGD anyway
+            return optim.SGD(params, lr=lr, momentum=opt.momentum, dampening=0.0,
+                             nesterov=opt.nesterov and opt.momentum > 0)
+        return optim.SGD(params, lr=lr)
+
+    def params(self) -> Params:
+        arrays = [np.array(p.detach().cpu(), dtype=self._np_dtype) for p in self._flat]
+        return [(arrays[i], arrays[i + 1]) for i in range(0, len(arrays), 2)]
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return self._torch.as_tensor(array, dtype=self._dtype, device=self.device)
+
+    def _inputs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, Masks]:
+        """The batch as native tensors (masks: None where a layer has no dropout)."""
+        masks = tuple(None if m is None else self._tensor(m) for m in batch.masks)
+        return self._tensor(batch.x), self._tensor(batch.y), masks
+
+    def _activate(self, layer: Layer, z: torch.Tensor) -> torch.Tensor:
+        """a = f(z), as in numpy_manual.activate (leaky_relu and relu kinks included)."""
+        kind, torch = layer.activation, self._torch
+        if kind == "sigmoid":
+            return torch.sigmoid(z)
+        if kind == "tanh":
+            return torch.tanh(z)
+        if kind == "relu":
+            return torch.relu(z)                           # derivative 0 at z = 0
+        if kind == "leaky_relu":
+            return self._f.leaky_relu(z, layer.negative_slope)   # derivative slope at z = 0
+        if kind == "softmax":
+            return torch.softmax(z, dim=1)
+        return z                                           # identity
+
+    def _logits(self, x: torch.Tensor, masks: Masks) -> torch.Tensor:
+        """Output-layer z: hidden layers are activated and multiplied by their dropout mask."""
+        h, last = x, len(self.spec.model.layers) - 1
+        for i, layer in enumerate(self.spec.model.layers[:last]):
+            a = self._activate(layer, h @ self._flat[2 * i] + self._flat[2 * i + 1])
+            h = a * masks[i] if masks and masks[i] is not None else a
+        return h @ self._flat[2 * last] + self._flat[2 * last + 1]
+
+    def _data_loss(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The spec's loss; bce and cross_entropy from the logits, as the NumPy reference."""
+        name = self.spec.loss.name
+        if name == "cross_entropy":
+            return -(y * self._f.log_softmax(z, dim=1)).sum(dim=1).mean()
+        if name == "bce":
+            return self._f.binary_cross_entropy_with_logits(z, y)
+        err = self._activate(self.spec.model.layers[-1], z) - y
+        return (err * err).mean() if name == "mse" else 0.5 * (err * err).sum()
+
+    def _loss(self, batch: Batch) -> torch.Tensor:
+        """Training loss: data loss with dropout, plus l2/2 * sum of squared weights."""
+        x, y, masks = self._inputs(batch)
+        loss = self._data_loss(self._logits(x, masks), y)
+        l2 = self.spec.loss.l2
+        if l2:
+            loss = loss + 0.5 * l2 * sum((w * w).sum() for w in self._flat[0::2])
+        return loss
+
+    def loss_and_grads(self, batch: Batch) -> tuple[float, Params]:
+        """torch.autograd.grad leaves .grad and the optimizer untouched: no state changes."""
+        loss = self._loss(batch)
+        grads = iter(self._torch.autograd.grad(loss, [p for p in self._flat if p.requires_grad]))
+        flat = [np.array((next(grads) if p.requires_grad else self._torch.zeros_like(p)).cpu(),
+                         dtype=self._np_dtype) for p in self._flat]
+        return loss.item(), [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+
+    def train_step(self, batch: Batch) -> float:
+        loss = self._loss(batch)
+        self._optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self._decay is not None:
+            with self._torch.no_grad():
+                for p in self._flat:
+                    if p.requires_grad:
+                        p.mul_(self._decay)
+        self._optimizer.step()
+        return loss.item()
+
+    def evaluate(self, batch: Batch) -> tuple[float, np.ndarray]:
+        with self._torch.no_grad():
+            x, y, _ = self._inputs(batch)
+            z = self._logits(x, ())
+            loss = self._data_loss(z, y)
+            out = self._activate(self.spec.model.layers[-1], z)
+        return loss.item(), np.array(out.cpu(), dtype=self._np_dtype)
+
+    def sync(self) -> None:
+        if self._cuda:
+            self._torch.cuda.synchronize()
