@@ -16,7 +16,7 @@ Params = list[tuple[np.ndarray, np.ndarray]]
 
 def _draw(scheme: str, fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
     """Glorot & Bengio (2010) and He et al. (2015) initialisation, normal and uniform forms."""
-    fan = fan_in + fan_out if scheme.startswith("xavier") else fan_in / 2.0
+    fan = fan_in + fan_out if scheme.startswith("xavier") else fan_in   # var = 2 / fan
     shape = (fan_in, fan_out)
     if scheme.endswith("normal"):
         return rng.normal(0.0, np.sqrt(2.0 / fan), size=shape)

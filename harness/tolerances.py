@@ -23,6 +23,15 @@ FD_DIRECTIONS = 6
 # FD gradient error is dominated by the rounding term above (~1e-10 |f| / |g|), so 1e-7
 # leaves three orders of margin for losses up to ~1000x the gradient scale.
 FD_RTOL = 1e-7
+# A probe straddles a kink (a ReLU unit at z = 0, common at step 0 where biases are zero and a
+# sample's whole previous layer is dead) when its forward and backward one-sided slopes differ
+# by more than this fraction of the tensor's gradient scale. On smooth stretches they differ by
+# h * f'' ~ 1e-6 of the scale; a smooth element flagged by mistake is still checked, only
+# against the one-sided bracket (ONE_SIDED_RTOL) instead of FD_RTOL.
+KINK_RTOL = 1e-6
+# One-sided slopes carry truncation error O(h f'') ~ 1e-6 of the scale (not O(h^2) like the
+# central one), so a subgradient is accepted within this band around the one-sided bracket.
+ONE_SIDED_RTOL = 1e-5
 
 
 @dataclass(frozen=True)

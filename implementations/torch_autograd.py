@@ -87,7 +87,7 @@ class TorchAutograd(Backend):
         return optim.SGD(params, lr=lr)
 
     def params(self) -> Params:
-        arrays = [np.array(p.detach().cpu(), dtype=self._np_dtype) for p in self._flat]
+        arrays = [p.detach().cpu().numpy().copy() for p in self._flat]
         return [(arrays[i], arrays[i + 1]) for i in range(0, len(arrays), 2)]
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
@@ -144,8 +144,8 @@ class TorchAutograd(Backend):
         """torch.autograd.grad leaves .grad and the optimizer untouched: no state changes."""
         loss = self._loss(batch)
         grads = iter(self._torch.autograd.grad(loss, [p for p in self._flat if p.requires_grad]))
-        flat = [np.array((next(grads) if p.requires_grad else self._torch.zeros_like(p)).cpu(),
-                         dtype=self._np_dtype) for p in self._flat]
+        flat = [(next(grads) if p.requires_grad else self._torch.zeros_like(p)).cpu().numpy()
+                for p in self._flat]
         return loss.item(), [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
 
     def train_step(self, batch: Batch) -> float:
@@ -166,7 +166,7 @@ class TorchAutograd(Backend):
             z = self._logits(x, ())
             loss = self._data_loss(z, y)
             out = self._activate(self.spec.model.layers[-1], z)
-        return loss.item(), np.array(out.cpu(), dtype=self._np_dtype)
+        return loss.item(), out.cpu().numpy()
 
     def sync(self) -> None:
         if self._cuda:

@@ -1,0 +1,89 @@
+"""The hand-written NumPy gradients agree with central finite differences in float64."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness import gradcheck, params
+from harness import tolerances as tol
+from harness.backend import trainable_mask
+from implementations.numpy_manual import NumpyManual
+from tests.conftest import first_batch, mlp, spec_from
+
+HIDDEN = ["sigmoid", "tanh", "relu", "leaky_relu", "identity"]
+# (loss, output activation, data set, output size)
+HEADS = [("cross_entropy", "softmax", "spirals", 3), ("bce", "sigmoid", "moons", 1),
+         *((loss, out, "spirals", 3) for loss in ("mse", "half_sse")
+           for out in ("sigmoid", "tanh", "relu", "leaky_relu", "identity"))]
+
+
+def fd_errors(spec) -> list[gradcheck.TensorCheck]:
+    batch = gradcheck.as_float64(first_batch(spec))
+    backend = NumpyManual(spec)
+    p0 = params.initial_params(spec)
+    backend.load(p0)
+    grads = backend.loss_and_grads(batch)[1]
+    frozen = [not t for pair in trainable_mask(spec) for t in pair]
+    return gradcheck.check(gradcheck.loss_fn(NumpyManual(spec), batch), p0, grads, frozen)
+
+
+def assert_close(checks):
+    worst = max(c.max_rel_err for c in checks)
+    assert worst <= tol.FD_RTOL, [(c.parameter, c.max_rel_err) for c in checks]
+
+
+@pytest.mark.parametrize("hidden", HIDDEN)
+@pytest.mark.parametrize(("loss", "out", "dataset", "size"), HEADS,
+                         ids=[f"{h[0]}-{h[1]}" for h in HEADS])
+def test_every_activation_and_loss(hidden, loss, out, dataset, size):
+    spec = spec_from(data={"name": dataset, "n_samples": 40}, loss={"name": loss},
+                     model=mlp([(6, hidden), (4, hidden)], (size, out)))
+    assert_close(fd_errors(spec))
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4])
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse", "half_sse"])
+def test_depths(depth, loss):
+    out = "softmax" if loss == "cross_entropy" else "sigmoid"
+    spec = spec_from(loss={"name": loss},
+                     model=mlp([(5, "tanh")] * depth, (3, out)))
+    assert_close(fd_errors(spec))
+
+
+def test_dropout_l2_and_frozen_bias():
+    model = mlp([(8, "relu"), (6, "sigmoid")], (3, "softmax"), drop_prob=0.3)
+    model["layers"][0]["trainable_bias"] = False
+    spec = spec_from(model=model, loss={"name": "cross_entropy", "l2": 0.05})
+    checks = fd_errors(spec)
+    assert_close(checks)
+    assert checks[1].parameter == "b0" and checks[1].max_abs_err == 0.0
+
+
+def test_large_net_uses_directions():
+    spec = spec_from(data={"name": "digits"}, model=mlp([(512, "tanh")], (10, "softmax")),
+                     training={"batch_size": 8})
+    checks = fd_errors(spec)
+    assert {c.method for c in checks} == {"directional"}
+    assert_close(checks)
+
+
+def test_oracle_catches_a_wrong_derivative(monkeypatch):
+    """A sigmoid derivative off by a factor must fail the check (the test can fail)."""
+    import implementations.numpy_manual as nm
+    real = nm.activation_grad
+    monkeypatch.setattr(nm, "activation_grad",
+                        lambda layer, z, a: 1.01 * real(layer, z, a))
+    spec = spec_from(model=mlp([(5, "sigmoid")], (3, "softmax")))
+    assert max(c.max_rel_err for c in fd_errors(spec)) > 1e-3
+
+
+def test_large_logits_stay_finite():
+    """Cross-entropy and BCE from logits: no NaN, correct gradient, at |z| ~ 1000."""
+    for loss, out, dataset, size in HEADS[:2]:
+        spec = spec_from(data={"name": dataset, "n_samples": 40}, loss={"name": loss},
+                         model=mlp([(4, "identity")], (size, out)))
+        backend = NumpyManual(spec)
+        backend.load([(w * 400, b) for w, b in params.initial_params(spec)])
+        value, grads = backend.loss_and_grads(first_batch(spec))
+        assert np.isfinite(value) and all(np.all(np.isfinite(g)) for p in grads for g in p)
