@@ -141,7 +141,9 @@ def run_variant(spec: Spec, names: list[str], device: str = "cpu",
     p0 = params.initial_params(spec)
     lanes = [_lane(name, spec, device, p0, rec) for name in ok]
     checks = set(spec.training.grad_check_steps)
-    with bars(ok, plan.steps, progress and len(ok) > 0, spec.variant) as bar:
+    # Overflow and NaN are detected and reported per backend (events); NumPy's warnings
+    # about them would only repeat that, once per operation.
+    with bars(ok, plan.steps, progress, spec.variant) as bar, np.errstate(all="ignore"):
         for step in range(plan.steps):
             batch = data.train_batch(spec, ds, plan, step)
             if step in checks:

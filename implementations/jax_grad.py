@@ -1,0 +1,207 @@
+"""JAX backend: the network as pure functions of a parameter pytree, `jax.value_and_grad` for
+the gradient, `optax` for the optimizer, and one `jax.jit`-compiled call per training step.
+
+Parameters are a list of (W, b) with W shaped (fan_in, fan_out): z = h @ W + b, as in NumPy.
+x64 is switched on for every dtype so float32 and float64 runs can share one process; every
+array is therefore created in the spec's dtype explicitly (jnp defaults to float64 under x64).
+Matmuls use Precision.HIGHEST so that GPUs compute in full precision, never in TF32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from harness.backend import Backend, Capabilities, trainable_mask
+from harness.data import Batch
+from harness.params import Params
+from harness.spec import Layer, Spec
+
+if TYPE_CHECKING:
+    import jax
+    import optax
+
+
+def _activate(layer: Layer, z: jax.Array) -> jax.Array:
+    """a = f(z), the same maths as `numpy_manual.activate`."""
+    import jax
+    import jax.numpy as jnp
+
+    functions = {
+        "sigmoid": jax.nn.sigmoid,
+        "tanh": jnp.tanh,
+        "relu": jax.nn.relu,                              # derivative 0 at the kink, as ours
+        # by hand: jax.nn.leaky_relu's derivative at exactly 0 is 1, the reference's the slope
+        "leaky_relu": lambda z: jnp.where(z > 0, z, layer.negative_slope * z),
+        "softmax": lambda z: jax.nn.softmax(z, axis=-1),
+        "identity": lambda z: z,
+    }
+    return functions[layer.activation](z)
+
+
+def _forward(layers: tuple[Layer, ...], params: list, x: jax.Array,
+             masks: tuple) -> tuple[jax.Array, jax.Array]:
+    """Logits z and outputs a = f(z) of the output layer; masks[i] (inverted dropout, already
+    scaled) multiplies layer i's activation when present."""
+    import jax
+
+    h = x
+    for i, (layer, (w, b)) in enumerate(zip(layers, params, strict=True)):
+        z = jax.numpy.matmul(h, w, precision=jax.lax.Precision.HIGHEST) + b
+        a = _activate(layer, z)
+        h = a * masks[i] if masks and masks[i] is not None else a
+    return z, a
+
+
+def _data_loss(loss: str, z: jax.Array, a: jax.Array, y: jax.Array) -> jax.Array:
+    """The loss without L2; bce and cross_entropy from the logits z, as the reference does."""
+    import jax
+    import jax.numpy as jnp
+
+    if loss == "cross_entropy":
+        return jnp.mean(-jnp.sum(y * jax.nn.log_softmax(z, axis=-1), axis=1))
+    if loss == "bce":
+        return jnp.mean(jnp.maximum(z, 0) - y * z + jnp.log1p(jnp.exp(-jnp.abs(z))))
+    err = a - y
+    return jnp.mean(err * err) if loss == "mse" else 0.5 * jnp.sum(err * err)   # half_sse
+
+
+def _folded_adam(b1: np.floating, b2: np.floating, eps: np.floating,
+                 inside: bool) -> optax.GradientTransformation:
+    """Adam with the step size folded (sklearn, Keras): d = c_t m / (sqrt(v) + eps) with
+    c_t = sqrt(1 - b2^t) / (1 - b1^t) (sqrt(v + eps) with eps inside). optax has no such
+    transform; this one reuses optax's state type and moment updates."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    def init(params: Any) -> optax.ScaleByAdamState:
+        # two separate trees: a buffer shared by m and v could not be donated to the step
+        zeros = optax.tree.zeros_like
+        return optax.ScaleByAdamState(jnp.zeros([], jnp.int32), zeros(params), zeros(params))
+
+    def update(grads: Any, state: optax.ScaleByAdamState,
+               params: Any = None) -> tuple[Any, optax.ScaleByAdamState]:
+        del params
+        mu = optax.tree.update_moment(grads, state.mu, b1, 1)
+        nu = optax.tree.update_moment_per_elem_norm(grads, state.nu, b2, 2)
+        count = optax.safe_increment(state.count)
+        c = jnp.sqrt(1 - b2**count) / (1 - b1**count)
+        root = (lambda v: jnp.sqrt(v + eps)) if inside else (lambda v: jnp.sqrt(v) + eps)
+        return (jax.tree.map(lambda m, v: c * m / root(v), mu, nu),
+                optax.ScaleByAdamState(count, mu, nu))
+
+    return optax.GradientTransformation(init, update)
+
+
+def _optimizer(spec: Spec) -> optax.GradientTransformation:
+    """The `harness.optim` maths: direction d, decoupled decay, then p += -lr * (d + wd * p);
+    frozen tensors get a zero update (no state, no decay). Hyper-parameters are cast to the
+    spec dtype first, as the reference does (a Python float would make optax's bias
+    correction compute in float64 under x64)."""
+    import optax
+
+    opt, cast = spec.optimizer, np.dtype(spec.dtype).type
+    eps, zero = cast(opt.eps), cast(0.0)
+    inside = opt.eps_placement == "inside"
+    if opt.name == "momentum":
+        direction = optax.trace(decay=cast(opt.momentum), nesterov=opt.nesterov)
+    elif opt.name == "rmsprop":
+        direction = optax.scale_by_rms(decay=cast(opt.rho), eps=eps, initial_scale=zero,
+                                       eps_in_sqrt=inside)
+    elif opt.name == "adam" and opt.bias_correction == "folded":
+        direction = _folded_adam(cast(opt.beta1), cast(opt.beta2), eps, inside)
+    elif opt.name == "adam":
+        direction = optax.scale_by_adam(b1=cast(opt.beta1), b2=cast(opt.beta2),
+                                        eps=zero if inside else eps,
+                                        eps_root=eps if inside else zero)
+    else:
+        direction = optax.identity()
+    decay = [optax.add_decayed_weights(cast(opt.weight_decay))] if opt.weight_decay else []
+    step = optax.chain(direction, *decay, optax.scale(-cast(spec.training.learning_rate)))
+    labels = [tuple("train" if t else "frozen" for t in pair) for pair in trainable_mask(spec)]
+    return optax.partition({"train": step, "frozen": optax.set_to_zero()}, labels)
+
+
+class JaxGrad(Backend):
+    """Autodiff by `jax.value_and_grad`, updates by `optax`, all jitted."""
+
+    name: ClassVar[str] = "jax"
+    framework: ClassVar[str | None] = "jax"
+    capabilities: ClassVar[Capabilities] = Capabilities(devices=frozenset({"cpu", "cuda"}))
+
+    def __init__(self, spec: Spec, device: str = "cpu") -> None:
+        super().__init__(spec, device)
+        import jax
+        import jax.numpy as jnp
+        import optax
+
+        jax.config.update("jax_enable_x64", True)       # before any array of ours exists
+        self.dtype = np.dtype(spec.dtype)
+        target = jax.devices("gpu" if device == "cuda" else "cpu")[0]
+        self._put: Callable[[Any], Any] = lambda tree: jax.device_put(tree, target)
+        self._block: Callable[[Any], Any] = jax.block_until_ready
+        self._tx = tx = _optimizer(spec)
+        layers, loss, l2 = spec.model.layers, spec.loss.name, spec.loss.l2
+        mask = trainable_mask(spec)
+
+        def objective(params: list, x: jax.Array, y: jax.Array, masks: tuple) -> jax.Array:
+            z, a = _forward(layers, params, x, masks)
+            value = _data_loss(loss, z, a, y)
+            if l2:
+                value = value + 0.5 * l2 * sum(jnp.sum(w * w) for w, _ in params)
+            return value
+
+        value_and_grad = jax.value_and_grad(objective)
+
+        def loss_and_grads(params: list, x: jax.Array, y: jax.Array,
+                           masks: tuple) -> tuple[jax.Array, list]:
+            value, grads = value_and_grad(params, x, y, masks)
+            return value, jax.tree.map(lambda g, t: g if t else jnp.zeros_like(g), grads, mask)
+
+        def train_step(params: list, state: Any, x: jax.Array, y: jax.Array,
+                       masks: tuple) -> tuple[jax.Array, list, Any]:
+            value, grads = value_and_grad(params, x, y, masks)
+            updates, state = tx.update(grads, state, params)
+            return value, optax.apply_updates(params, updates), state
+
+        def evaluate(params: list, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+            z, a = _forward(layers, params, x, ())
+            return _data_loss(loss, z, a, y), a
+
+        self._loss_and_grads = jax.jit(loss_and_grads)
+        # donated: the step overwrites the old parameters and optimizer state in place
+        self._train_step = jax.jit(train_step, donate_argnums=(0, 1))
+        self._evaluate = jax.jit(evaluate)
+
+    def _arrays(self, batch: Batch) -> tuple[np.ndarray, np.ndarray, tuple]:
+        """x, y and masks in the spec dtype; jit moves them to the device of the parameters."""
+        masks = tuple(None if m is None else np.asarray(m, self.dtype) for m in batch.masks)
+        return np.asarray(batch.x, self.dtype), np.asarray(batch.y, self.dtype), masks
+
+    def load(self, params: Params) -> None:
+        self._params = self._put([(np.array(w, self.dtype), np.array(b, self.dtype))
+                                  for w, b in params])
+        self._state = self._put(self._tx.init(self._params))
+
+    def loss_and_grads(self, batch: Batch) -> tuple[float, Params]:
+        value, grads = self._loss_and_grads(self._params, *self._arrays(batch))
+        return float(value), [(np.array(dw), np.array(db)) for dw, db in grads]
+
+    def train_step(self, batch: Batch) -> float:
+        value, self._params, self._state = self._train_step(self._params, self._state,
+                                                             *self._arrays(batch))
+        return float(value)
+
+    def params(self) -> Params:
+        return [(np.array(w), np.array(b)) for w, b in self._params]
+
+    def evaluate(self, batch: Batch) -> tuple[float, np.ndarray]:
+        x, y, _ = self._arrays(batch)
+        value, outputs = self._evaluate(self._params, x, y)
+        return float(value), np.array(outputs)
+
+    def sync(self) -> None:
+        self._block(self._params)

@@ -1,0 +1,126 @@
+"""The parity run: all backends agree on a small spec, and a deliberately broken backend is
+named, with the parameter and the first step where it left tolerance."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+import harness.run as run_module
+from harness import run
+from implementations import backend_class, missing_framework
+from implementations.numpy_manual import NumpyManual
+from tests.conftest import mlp, spec_from
+
+SPEC = spec_from(model=mlp([(6, "tanh")], (3, "softmax")),
+                 training={"epochs": 3, "grad_check_steps": [0, 4]})
+
+
+class BrokenBias(NumpyManual):
+    """NumPy backprop with the sign of the output bias gradient flipped (injected by the test)."""
+    name: ClassVar[str] = "broken"
+
+    def _loss_and_grads(self, batch):
+        value, grads = super()._loss_and_grads(batch)
+        grads[3] = -grads[3]
+        return value, grads
+
+
+def available(*names: str) -> list[str]:
+    return [n for n in names if missing_framework(n) is None]
+
+
+@pytest.fixture
+def with_broken(monkeypatch):
+    def cls(name):
+        return BrokenBias if name == "broken" else backend_class(name)
+
+    monkeypatch.setattr(run_module, "backend_class", cls)
+    monkeypatch.setattr(run_module, "missing_framework",
+                        lambda name: None if name == "broken" else missing_framework(name))
+
+
+def test_all_backends_agree_in_float64():
+    names = available("numpy", "torch", "jax")
+    summary = run.summarize(run.run_variant(SPEC, names, progress=False))
+    assert summary["passed"], summary
+    assert summary["odd_one_out"] is None
+    assert {c["check"] for c in summary["checks"]} == {"gradients", "oracle", "loss_curve",
+                                                       "final_params"}
+
+
+def test_broken_backend_is_named_with_parameter_and_first_step(with_broken):
+    names = ["numpy", *available("torch"), "broken"]
+    rec = run.run_variant(SPEC, names, progress=False)
+    summary = run.summarize(rec)
+    assert not summary["passed"]
+    failed = {(c["check"], c["backend"]): c for c in summary["checks"] if not c["passed"]}
+    assert {b for _, b in failed} == {"broken"}
+    grad = failed[("gradients", "broken")]
+    assert (grad["first_step"], grad["first_parameter"]) == (0, "b1")
+    assert failed[("oracle", "broken")]["first_parameter"] == "b1"
+    # step 0's loss is computed before any update, so the curves part at step 1
+    assert failed[("loss_curve", "broken")]["first_step"] == 1
+    assert summary["odd_one_out"] == "broken"
+
+
+def test_broken_reference_is_the_odd_one_out(with_broken):
+    """When the reference itself is wrong, the others and finite differences outvote it."""
+    names = ["broken", "numpy", *available("torch")]
+    summary = run.summarize(run.run_variant(SPEC, names, progress=False))
+    assert summary["odd_one_out"] == "broken"
+
+
+def test_float32_runs_and_reports_drift():
+    names = available("numpy", "torch", "jax")
+    spec = spec_from(model=mlp([(6, "tanh")], (3, "softmax")), dtype="float32",
+                     training={"epochs": 3})
+    rec = run.run_variant(spec, names, progress=False)
+    frames = rec.frames()
+    loss = frames["steps"].pivot(index="step", columns="backend", values="loss")
+    assert loss.dtypes.iloc[0] == np.float64 and len(loss) == rec_steps(rec)
+    summary = run.summarize(rec)
+    curve = [c for c in summary["checks"] if c["check"] == "loss_curve"]
+    assert all(c["tolerance"] > 1e-6 for c in curve)
+
+
+def rec_steps(rec) -> int:
+    return int(rec.frames()["steps"].step.max()) + 1
+
+
+def test_divergence_in_every_backend_is_the_specs_fault():
+    names = available("numpy", "torch")
+    spec = spec_from(model=mlp([(6, "relu")], (3, "identity")), loss={"name": "mse"},
+                     training={"learning_rate": 1e6, "epochs": 3})
+    summary = run.summarize(run.run_variant(spec, names, progress=False))
+    div = summary["divergence"]
+    assert div["kind"] == "all" and len(set(div["at"].values())) == 1
+
+
+class ExplodesAtStep3(NumpyManual):
+    name: ClassVar[str] = "broken"
+    steps = 0
+
+    def train_step(self, batch):
+        self.steps += 1
+        return float("nan") if self.steps == 4 else super().train_step(batch)
+
+
+def test_divergence_in_one_backend_is_that_backends_fault(monkeypatch):
+    monkeypatch.setattr(run_module, "backend_class",
+                        lambda n: ExplodesAtStep3 if n == "broken" else backend_class(n))
+    monkeypatch.setattr(run_module, "missing_framework", lambda n: None)
+    summary = run.summarize(run.run_variant(SPEC, ["numpy", "broken"], progress=False))
+    assert summary["divergence"] == {"kind": "some", "at": {"broken": 3}}
+    assert not summary["passed"]
+
+
+def test_unsupported_backend_is_skipped_with_reason():
+    spec = spec_from(optimizer={"name": "adam", "bias_correction": "folded"},
+                     model=mlp([(4, "tanh")], (3, "softmax")))
+    ok, skipped = run.runnable(spec, available("numpy", "torch"), "cpu")
+    assert ok[0] == "numpy"
+    if "torch" in skipped:
+        assert "folded" in skipped["torch"]
