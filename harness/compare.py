@@ -105,9 +105,22 @@ def odd_one_out(g: pd.DataFrame, backends: list[str], rtol: float) -> str | None
     return None
 
 
-def verdict(tables: dict[str, pd.DataFrame], backends: list[str], dtype: str) -> dict:
+def drift_profile(steps: pd.DataFrame, backend: str, ref: str) -> list[list[float]]:
+    """[step, worst relative loss difference up to that step] at steps 0, 1, 10, 100, ... and
+    the last: how fast the curves part (float32 drift grows; float64 should stay flat)."""
+    a = steps[steps.backend == backend].set_index("step").loss
+    b = steps[steps.backend == ref].set_index("step").loss
+    common = a.index.intersection(b.index)
+    if common.empty:
+        return []
+    rel = np.maximum.accumulate(loss_drift(a[common].to_numpy(), b[common].to_numpy()))
+    marks = sorted({0, len(common) - 1, *(10**k for k in range(6) if 10**k < len(common))})
+    return [[int(common[i]), float(rel[i])] for i in marks]
+
+
+def verdict(tables: dict[str, pd.DataFrame], backends: list[str],
+            t: tol.Tolerances) -> dict:
     """The summary of one variant: every check, pass/fail, and the diagnosis."""
-    t = tol.for_dtype(dtype)
     ref, others = backends[0], backends[1:]
     g, steps = tables["gradients"], tables["steps"]
     checks = []
@@ -125,4 +138,5 @@ def verdict(tables: dict[str, pd.DataFrame], backends: list[str], dtype: str) ->
     return {"passed": all(c.passed for c in checks),
             "reference": ref,
             "odd_one_out": odd_one_out(g, backends, t.grad_rtol),
-            "checks": [asdict(c) for c in checks]}
+            "checks": [asdict(c) for c in checks],
+            "drift": {name: drift_profile(steps, name, ref) for name in others}}

@@ -78,6 +78,13 @@ def prepare(spec: Spec) -> Dataset:
     return Dataset(*(_split(x[idx], y[idx], spec, dtype) for idx in parts))
 
 
+def train_size(spec: Spec) -> int:
+    """Rows in the training split (as `prepare` will cut it), without generating the data."""
+    n = len(spec.data.x) if spec.data.name == "inline" else \
+        spec.data.n_samples or datasets.SIZES[spec.data.name]
+    return n - round(spec.data.validation * n) - round(spec.data.test * n)
+
+
 def _split(x: np.ndarray, y: np.ndarray, spec: Spec, dtype: np.dtype) -> Split:
     if datasets.dims(spec.data).classes is None:
         return Split(x.astype(dtype), y.astype(dtype), None)

@@ -24,6 +24,10 @@ CATALOG: dict[str, tuple[int, int | None, dict[str, float]]] = {
 }
 
 
+# Rows of the data sets that have a fixed size (scikit-learn's copies).
+SIZES = {"digits": 1797, "breast_cancer": 569}
+
+
 @dataclass(frozen=True)
 class Dims:
     """What a data set looks like to the network."""

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from harness import compare, data, gradcheck, gradlog, params
+from harness import tolerances as tol
 from harness.backend import Backend, trainable_mask
 from harness.progress import bars
 from harness.spec import Spec
@@ -213,11 +214,18 @@ def summarize(rec: Record) -> dict:
            "skipped": rec.skipped}
     if not rec.backends:
         return {**out, "passed": False, "checks": [], "odd_one_out": None, "divergence": None}
-    out.update(compare.verdict(frames, rec.backends, rec.spec.dtype))
+    out.update(compare.verdict(frames, rec.backends, tolerances(rec.spec)))
     out["divergence"] = divergence(frames["events"], rec.backends)
     if out["divergence"] and out["divergence"]["kind"] == "some":
         out["passed"] = False
     return out
+
+
+def tolerances(spec: Spec) -> tol.Tolerances:
+    """Size-aware tolerances: the longest sum is a fan-in, a fan-out or the batch's rows."""
+    rows = spec.training.batch_size or data.train_size(spec)
+    widths = [spec.model.inputs, *(layer.size for layer in spec.model.layers), rows]
+    return tol.for_run(spec.dtype, max(widths), len(spec.model.layers))
 
 
 def divergence(events: pd.DataFrame, backends: list[str]) -> dict | None:

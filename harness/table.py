@@ -50,6 +50,10 @@ def notes(summary: dict) -> list[str]:
         cause = "the spec's fault: every backend diverged at the same step" \
             if div["kind"] == "all" else "a backend's fault: not every backend diverged there"
         lines.append(f"diverged (NaN/Inf): {at}: {cause}")
+    for name, profile in summary.get("drift", {}).items():
+        if profile:
+            marks = ", ".join(f"{err:.0e} by step {step}" for step, err in profile)
+            lines.append(f"loss drift {name} vs {summary['reference']}: {marks}")
     for name, reason in summary.get("skipped", {}).items():
         lines.append(f"skipped {name}: {reason}")
     return lines

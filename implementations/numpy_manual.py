@@ -26,7 +26,8 @@ def activate(layer: Layer, z: np.ndarray) -> np.ndarray:
     """a = f(z) for the hidden and output activations."""
     kind = layer.activation
     if kind == "sigmoid":
-        return 0.5 * (1.0 + np.tanh(0.5 * z))            # = 1 / (1 + e^-z), no overflow
+        e = np.exp(-np.abs(z))                            # never overflows; exact tails
+        return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))   # = 1 / (1 + e^-z)
     if kind == "tanh":
         return np.tanh(z)
     if kind == "relu":
@@ -117,7 +118,7 @@ class NumpyManual(Backend):
         caches = self._forward(batch.x, batch.masks)
         _, z, a = caches[-1]
         value, delta = loss_and_delta(self.spec.loss.name, z, a, batch.y, self.layers[-1])
-        grads: list[np.ndarray] = [None] * len(self._flat)
+        grads: list[np.ndarray | None] = [None] * len(self._flat)
         for i in range(len(self.layers) - 1, -1, -1):
             h_prev = caches[i][0]
             grads[2 * i] = h_prev.T @ delta                        # dL/dW = h^T delta
