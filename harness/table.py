@@ -34,7 +34,7 @@ def rows(summary: dict) -> tuple[list[str], list[list[str]]]:
             continue
         tolerance = next(iter(cells.values()))["tolerance"]
         out.append([CHECK_LABELS[check], *(_cell(cells[b]) if b in cells else "-"
-                                           for b in backends), f"{tolerance:g}"])
+                                           for b in backends), f"{tolerance:.2g}"])
     return header, out
 
 
