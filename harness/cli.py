@@ -53,6 +53,24 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("backends", help="list registered backends and whether they can run here",
                    description="List every registered backend (built-in and entry-point "
                                "plug-ins), its framework, version and capabilities.")
+
+    pl = sub.add_parser("plot", help="regenerate every plot of a results folder",
+                        description="Redraw every PNG of RESULTS_DIR from its stored tables "
+                                    "alone: no training, no torch or JAX import.")
+    pl.add_argument("folder", type=Path, metavar="RESULTS_DIR", help="e.g. results/digits_mlp")
+
+    rp = sub.add_parser("report", help="write report.md for a results folder",
+                        description="Write RESULTS_DIR/report.md: the verdict table, key "
+                                    "numbers, embedded plots and provenance, in Markdown.")
+    rp.add_argument("folder", type=Path, metavar="RESULTS_DIR", help="e.g. results/digits_mlp")
+
+    cf = sub.add_parser("conformance", help="run the backend conformance suite on one backend",
+                        description="Check that backend NAME keeps the contract: exact "
+                                    "load/params round trip, pure loss_and_grads, gradient "
+                                    "shapes and dtypes, gradients vs finite differences, one "
+                                    "step of each supported optimizer vs closed form, a 10-step "
+                                    "trajectory vs the NumPy reference, a timing smoke run.")
+    cf.add_argument("name", help="a registered backend (see `harness backends`)")
     return p
 
 
@@ -86,7 +104,29 @@ def _backends(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "check": _check, "backends": _backends}
+def _plot(args: argparse.Namespace) -> int:
+    from harness.plots import plot_folder
+
+    for path in plot_folder(args.folder):
+        print(path)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from harness.report import write_report
+
+    print(write_report(args.folder))
+    return 0
+
+
+def _conformance(args: argparse.Namespace) -> int:
+    from harness.conformance import run_conformance
+
+    return run_conformance(args.name)
+
+
+COMMANDS = {"run": _run, "check": _check, "backends": _backends, "plot": _plot,
+            "report": _report, "conformance": _conformance}
 
 
 def main(argv: list[str] | None = None) -> int:
