@@ -26,19 +26,27 @@ LossFn = Callable[[Params], float]
 class TensorCheck:
     parameter: str          # "W0", "b0", "W1", ...
     max_abs_err: float
-    max_rel_err: float
+    max_rel_err: float      # relative to the tensor's scale plus the oracle's resolution
     method: str             # "central" or "directional"
     kinks: int = 0          # elements (or directions) at a ReLU kink, checked as subgradients
 
 
-def errors(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """(max |a - b|, max |a - b| / max(|a|_max, |b|_max, TINY)): see harness.tolerances."""
+def errors(a: np.ndarray, b: np.ndarray, floor: float = 0.0) -> tuple[float, float]:
+    """(max |a - b|, max |a - b| / (max(|a|_max, |b|_max) + floor)): see harness.tolerances.
+    `floor` is the smallest scale the comparison can resolve (0 between two backends)."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.size == 0:
         return 0.0, 0.0
     diff = float(np.max(np.abs(a - b)))
-    scale = max(float(np.max(np.abs(a))), float(np.max(np.abs(b))), tol.TINY)
-    return diff, diff / scale
+    scale = max(float(np.max(np.abs(a))), float(np.max(np.abs(b)))) + floor
+    return diff, diff / max(scale, tol.TINY)
+
+
+def resolution(f0: float) -> float:
+    """The gradient scale below which central differences at f0 cannot judge to FD_RTOL:
+    a rounding error of FD_ROUNDING_ULPS * u * |f0| / h must still pass."""
+    rounding = tol.FD_ROUNDING_ULPS * tol.FLOAT64_UNIT_ROUNDOFF * abs(f0) / tol.FD_STEP
+    return rounding / tol.FD_RTOL
 
 
 def parameter_names(n_layers: int) -> list[str]:
@@ -124,7 +132,7 @@ def check(f: LossFn, params: Params, grads: Params, frozen: list[bool], seed: in
         else:
             analytic, slopes = _directional(f, params, g, i, tol.FD_STEP, f0, rng)
         numeric, kinks = _at_kinks(analytic, slopes)
-        out.append(TensorCheck(name, *errors(analytic, numeric), method, kinks))
+        out.append(TensorCheck(name, *errors(analytic, numeric, resolution(f0)), method, kinks))
     return out
 
 

@@ -16,13 +16,20 @@ TINY = 1e-30
 # O(h^2 f''') ~ 1e-12 and rounding error O(ulp(f) / h) ~ 1e-10 relative to f at h = 1e-6,
 # the step torch.autograd.gradcheck uses.
 FD_STEP = 1e-6
-# Full central differences cost two loss evaluations per parameter; beyond this many
-# parameters the oracle checks random directions per tensor instead (jax check_grads style).
-FD_FULL_MAX_PARAMS = 20_000
+# Full central differences cost two loss evaluations per parameter (10,000 evaluations at this
+# size: ~1 s for the default digits net); beyond it the oracle checks random directions per
+# tensor instead (jax check_grads style), two evaluations per direction.
+FD_FULL_MAX_PARAMS = 5_000
 FD_DIRECTIONS = 6
 # FD gradient error is dominated by the rounding term above (~1e-10 |f| / |g|), so 1e-7
 # leaves three orders of margin for losses up to ~1000x the gradient scale.
 FD_RTOL = 1e-7
+# ...but no central difference resolves better than its own rounding: each loss evaluation is
+# off by a few ulps of |f|, so the quotient is off by ~FD_ROUNDING_ULPS * u * |f| / h. A tensor
+# whose gradients are that small (the worked example's first layer: |g| ~ 4e-4 at |f| ~ 0.3,
+# measured error 8e-11 against u |f| / h = 3.3e-11) is judged against that floor, not FD_RTOL.
+FD_ROUNDING_ULPS = 10.0
+FLOAT64_UNIT_ROUNDOFF = 2.0**-53
 # A probe straddles a kink (a ReLU unit at z = 0, common at step 0 where biases are zero and a
 # sample's whole previous layer is dead) when its forward and backward one-sided slopes differ
 # by more than this fraction of the tensor's gradient scale. On smooth stretches they differ by
