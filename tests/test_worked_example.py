@@ -3,6 +3,7 @@ reproduces the tutorial's published numbers."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -47,4 +48,4 @@ def test_ten_thousand_steps_match_the_tutorial():
     batch = data.eval_batch(data.prepare(SPEC).train)
     losses = [backend.train_step(batch) for _ in range(10_000)]
     assert losses[-1] == pytest.approx(ERROR_AT_10000TH_STEP, abs=5e-11)   # half its last digit
-    assert all(a > b for a, b in zip(losses, losses[1:]))    # full-batch GD: monotone here
+    assert all(a > b for a, b in itertools.pairwise(losses))    # full-batch GD: monotone here
