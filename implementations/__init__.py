@@ -49,6 +49,10 @@ def backend_class(name: str) -> type[Backend]:
 def missing_framework(name: str) -> str | None:
     """Why backend `name` cannot be constructed here (framework not installed), or None."""
     cls = backend_class(name)
-    if cls.framework and importlib.util.find_spec(cls.framework) is None:
-        return f"{name}: framework {cls.framework!r} is not installed"
-    return None
+    if not cls.framework:
+        return None
+    try:
+        found = importlib.util.find_spec(cls.framework) is not None
+    except (ImportError, ValueError):      # a module blocked in sys.modules, a broken install
+        found = False
+    return None if found else f"framework {cls.framework!r} is not installed"

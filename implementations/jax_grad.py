@@ -63,7 +63,10 @@ def _data_loss(loss: str, z: jax.Array, a: jax.Array, y: jax.Array) -> jax.Array
     if loss == "cross_entropy":
         return jnp.mean(-jnp.sum(y * jax.nn.log_softmax(z, axis=-1), axis=1))
     if loss == "bce":
-        return jnp.mean(jnp.maximum(z, 0) - y * z + jnp.log1p(jnp.exp(-jnp.abs(z))))
+        # softplus(z) - y z with softplus = logaddexp(z, 0): smooth, so its derivative at z = 0
+        # is exactly sigmoid(0). The max(z, 0) + log1p(exp(-|z|)) form has two kinks there
+        # whose subgradients JAX does not pair up (a dropped or dead row gives z = 0 exactly).
+        return jnp.mean(jnp.logaddexp(z, 0.0) - y * z)
     err = a - y
     return jnp.mean(err * err) if loss == "mse" else 0.5 * jnp.sum(err * err)   # half_sse
 

@@ -1,0 +1,85 @@
+"""Nothing lost, nothing half-written, and NumPy alone is enough."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import results
+from tests.test_cli import SMALL, harness
+
+LONG = SMALL.replace('name = "cli_small"', 'name = "long"').replace("epochs = 2",
+                                                                    "epochs = 100000")
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def leftovers(parent: Path) -> list[str]:
+    return [p.name for p in parent.iterdir() if p.name.startswith((".tmp-", ".old-"))]
+
+
+@pytest.fixture
+def previous(tmp_path) -> Path:
+    spec = tmp_path / "small.toml"
+    spec.write_text(SMALL)
+    out = tmp_path / "res"
+    assert harness("run", str(spec), "--backends", "numpy", "--out", str(out)).returncode == 0
+    return out
+
+
+def test_ctrl_c_mid_run_keeps_previous_results(tmp_path, previous):
+    before = snapshot(previous)
+    spec = tmp_path / "long.toml"
+    spec.write_text(LONG)
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(spec), "--backends",
+                             "numpy", "--out", str(previous), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3.0)                                   # well inside the 100,000 epochs
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "previous results left untouched" in err
+    assert "Traceback" not in err
+    assert snapshot(previous) == before and leftovers(tmp_path) == []
+
+
+def test_failure_while_writing_keeps_previous_results(tmp_path, previous, monkeypatch):
+    before = snapshot(previous)
+    frames, summary, meta = results.read(previous)
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(results, "dump_json", broken)
+    with pytest.raises(OSError):
+        results.write(previous, frames, summary, meta)
+    assert snapshot(previous) == before and leftovers(tmp_path) == []
+
+
+BLOCK = ("import sys\n"
+         "for m in ('torch', 'jax', 'jaxlib', 'optax'):\n"
+         "    sys.modules[m] = None\n"
+         "from harness.cli import main\n"
+         "code = main(sys.argv[1:])\n"
+         "assert not any(sys.modules.get(m) for m in ('torch', 'jax')), 'framework imported'\n"
+         "raise SystemExit(code)\n")
+
+
+def test_numpy_alone_runs_and_plots(tmp_path):
+    spec = tmp_path / "small.toml"
+    spec.write_text(SMALL)
+    out = tmp_path / "res"
+    run = subprocess.run([sys.executable, "-c", BLOCK, "run", str(spec), "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "skipped torch: framework 'torch' is not installed" in run.stdout
+    assert "skipped jax: framework 'jax' is not installed" in run.stdout
+    listing = subprocess.run([sys.executable, "-c", BLOCK, "backends"], capture_output=True,
+                             text=True, timeout=300)
+    assert listing.returncode == 0 and "not installed (torch)" in listing.stdout
