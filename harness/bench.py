@@ -1,0 +1,136 @@
+"""`harness bench`: step time, achieved GFLOP/s and fraction of the machine's own matmul
+roofline for every backend over a grid of shapes, in float32 and float64.
+
+Work per training step is 6 * batch * sum(fan_in * fan_out) flops: three matmuls per layer
+(forward h @ W, weight gradient h^T @ delta, input gradient delta @ W^T), two flops per
+multiply-add. The roofline is the same three matmuls per layer done by bare NumPy on
+preallocated arrays, timed in the same interleaved rounds as the backends: the time a step
+could take if it did nothing but its matrix products.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness import threads, timing
+from harness.data import Batch, rng_for
+from harness.spec import Data, Layer, Loss, Model, Optimizer, Spec, Training
+
+# (layer sizes, batch): from overhead-bound to matmul-bound, width 64..2048, depth 2..8.
+DEFAULT_SHAPES = ("64-64-10:32", "64-64-64-10:1024", "256-256-256-10:128", "784-256-256-10:128",
+                  "512-512-512-512-512-10:256", "1024-1024-1024-10:512", "2048-2048-10:256",
+                  "256-256-256-256-256-256-256-256-10:64")
+ROOFLINE = "roofline"
+BENCH_LR = 1e-4               # small: the weights stay put, so no NaN/denormal slow paths
+BENCH_SEED = 0
+
+
+@dataclass(frozen=True)
+class Shape:
+    sizes: tuple[int, ...]
+    batch: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shape:
+        sizes, _, batch = text.partition(":")
+        try:
+            shape = cls(tuple(int(s) for s in sizes.split("-")), int(batch))
+        except ValueError:
+            shape = None
+        if shape is None or len(shape.sizes) < 2 or min(*shape.sizes, shape.batch) < 1:
+            raise ValueError(f"--shapes: {text!r} is not SIZES:BATCH like 784-256-256-10:128")
+        return shape
+
+    @property
+    def label(self) -> str:
+        return f"{'-'.join(map(str, self.sizes))}:{self.batch}"
+
+    @property
+    def flops(self) -> float:
+        pairs = zip(self.sizes[:-1], self.sizes[1:], strict=False)
+        return 6.0 * self.batch * sum(a * b for a, b in pairs)
+
+
+def bench_spec(shape: Shape, dtype: str) -> Spec:
+    """A ReLU MLP with a softmax cross-entropy head and plain SGD (the classic benchmark)."""
+    hidden = tuple(Layer(s, "relu") for s in shape.sizes[1:-1])
+    layers = (*hidden, Layer(shape.sizes[-1], "softmax"))
+    return Spec("bench", BENCH_SEED, dtype, Model(shape.sizes[0], layers, "he_normal"),
+                Loss("cross_entropy"), Optimizer("sgd"),
+                Training(BENCH_LR, shape.batch, steps=1), Data("inline"))
+
+
+def bench_batch(shape: Shape, dtype: str) -> Batch:
+    rng = rng_for(BENCH_SEED, "bench")
+    x = rng.normal(size=(shape.batch, shape.sizes[0])).astype(dtype)
+    labels = rng.integers(0, shape.sizes[-1], size=shape.batch)
+    return Batch(x, np.eye(shape.sizes[-1], dtype=dtype)[labels])
+
+
+def roofline(shape: Shape, dtype: str) -> timing.Timed:
+    """The step's matrix products alone, on preallocated arrays (out= buffers, no temporaries)."""
+    rng = rng_for(BENCH_SEED, "roofline")
+    layers = []
+    for fan_in, fan_out in zip(shape.sizes[:-1], shape.sizes[1:], strict=False):
+        h, w, d = (rng.normal(size=s).astype(dtype) for s in
+                   ((shape.batch, fan_in), (fan_in, fan_out), (shape.batch, fan_out)))
+        layers.append((h, w, d, np.empty_like(d), np.empty_like(w), np.empty_like(h)))
+
+    def call() -> None:
+        for h, w, d, z, dw, dh in layers:
+            np.matmul(h, w, out=z)
+            np.matmul(h.T, d, out=dw)
+            np.matmul(d, w.T, out=dh)
+    return timing.Timed(ROOFLINE, call)
+
+
+def contestant(name: str, shape: Shape, dtype: str, device: str = "cpu") -> timing.Timed:
+    """A backend loaded with initial weights, stepping on one fixed batch."""
+    from harness.params import initial_params
+    from implementations import backend_class
+
+    spec = bench_spec(shape, dtype)
+    backend = backend_class(name)(spec, device)
+    threads.apply()
+    backend.load(initial_params(spec))
+    batch = bench_batch(shape, dtype)
+    return timing.Timed(name, lambda: backend.train_step(batch), backend.sync)
+
+
+def _isolated(args: tuple) -> timing.Timing:
+    """Child process (spawn): one backend alone, same thread count and protocol."""
+    name, shape, dtype, device, n_threads, protocol = args
+    threads.configure(n_threads)
+    return timing.measure([contestant(name, shape, dtype, device)], protocol)[name]
+
+
+def bench_shape(names: list[str], shape: Shape, dtype: str, protocol: timing.Protocol,
+                isolate: bool = False, device: str = "cpu") -> dict[str, timing.Timing]:
+    """Timings of the roofline and every backend at one shape and dtype."""
+    if not isolate:
+        return timing.measure([roofline(shape, dtype),
+                               *(contestant(n, shape, dtype, device) for n in names)], protocol)
+    out = timing.measure([roofline(shape, dtype)], protocol)
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        for name in names:
+            args = (name, shape, dtype, device, threads.configured() or 1, protocol)
+            out[name] = pool.apply(_isolated, (args,))
+    return out
+
+
+def rows(shape: Shape, dtype: str, timings: dict[str, timing.Timing]) -> list[dict]:
+    """One tidy row per backend (and the roofline) at this shape."""
+    roof = timings[ROOFLINE].median
+    ratio = timing.ratios_to_fastest({k: v for k, v in timings.items() if k != ROOFLINE})
+    out = []
+    for name, t in timings.items():
+        out.append({"shape": shape.label, "dtype": dtype, "backend": name,
+                    "gflop_per_step": shape.flops / 1e9, "median_s": t.median, "iqr_s": t.iqr,
+                    "first_call_s": t.first_call, "gflops": shape.flops / t.median / 1e9,
+                    "roofline_fraction": roof / t.median,
+                    "ratio_to_fastest": ratio.get(name, np.nan), "rounds": len(t.samples)})
+    return out
