@@ -7,6 +7,7 @@ never a traceback), 130 interrupted (previous results untouched).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -64,6 +65,28 @@ def _parser() -> argparse.ArgumentParser:
                                     "numbers, embedded plots and provenance, in Markdown.")
     rp.add_argument("folder", type=Path, metavar="RESULTS_DIR", help="e.g. results/digits_mlp")
 
+    b = sub.add_parser("bench", help="time every backend over a grid of shapes",
+                       description="Time one training step of every backend over a grid of "
+                                   "network shapes, interleaved in rounds with the machine's "
+                                   "own NumPy matmul roofline; report step time, GFLOP/s, "
+                                   "fraction of the roofline and ratio to the fastest backend; "
+                                   "write results/bench/.")
+    b.add_argument("--shapes", type=lambda s: s.split(","), metavar="SIZES:BATCH,...",
+                   help="e.g. 784-256-256-10:128,1024-1024-1024-10:512 (default: a grid "
+                        "from 64-64-10:32 to 2048-wide and 8-deep nets)")
+    b.add_argument("--dtypes", type=lambda s: s.split(","), default=["float32", "float64"],
+                   help="comma-separated (default: float32,float64)")
+    b.add_argument("--backends", type=lambda s: [x for x in s.split(",") if x],
+                   default=["numpy", "torch", "jax"], help="default: numpy,torch,jax")
+    b.add_argument("--rounds", type=int, default=15, help="interleaved rounds (default: 15)")
+    b.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                   help="threads for every framework: BLAS, torch, XLA (default: all cores)")
+    b.add_argument("--isolate", action="store_true",
+                   help="time each backend in its own spawned process (no interleaving)")
+    b.add_argument("--out", type=Path, default=Path("results/bench"), help="results folder")
+    b.add_argument("--force", action="store_true", help="replace --out even if foreign")
+    b.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+
     cf = sub.add_parser("conformance", help="run the backend conformance suite on one backend",
                         description="Check that backend NAME keeps the contract: exact "
                                     "load/params round trip, pure loss_and_grads, gradient "
@@ -105,6 +128,11 @@ def _backends(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
+    if (args.folder / "bench.csv").is_file():
+        from harness.bench_plot import write_plot
+
+        print(write_plot(args.folder))
+        return 0
     from harness.plots import plot_folder
 
     for path in plot_folder(args.folder):
@@ -119,6 +147,29 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from harness.bench import DEFAULT_SHAPES
+    from harness.benchcmd import run_bench
+    from implementations import registry
+
+    for dtype in args.dtypes:
+        if dtype not in ("float32", "float64"):
+            raise SpecError("--dtypes", f"{dtype!r} is not one of float32, float64")
+    for name in args.backends:
+        if name not in registry():
+            raise SpecError("--backends", f"{name!r} is not one of {', '.join(registry())}")
+    if args.rounds < 3:
+        raise SpecError("--rounds", f"{args.rounds} is too small (allowed: integer >= 3)")
+    if args.threads < 1:
+        raise SpecError("--threads", f"{args.threads} is too small (allowed: integer >= 1)")
+    shapes = args.shapes or list(DEFAULT_SHAPES)
+    try:
+        return run_bench(shapes, args.dtypes, args.backends, args.rounds, args.threads,
+                         args.isolate, args.out, args.force, args.device)
+    except ValueError as err:                   # a malformed --shapes entry
+        raise SpecError("", str(err)) from None
+
+
 def _conformance(args: argparse.Namespace) -> int:
     from harness.conformance import run_conformance
 
@@ -126,7 +177,7 @@ def _conformance(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": _run, "check": _check, "backends": _backends, "plot": _plot,
-            "report": _report, "conformance": _conformance}
+            "report": _report, "bench": _bench, "conformance": _conformance}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -94,14 +94,21 @@ def git_state() -> dict:
 
 def collect(spec_path: Path, overrides: dict, seed: int, started: str, wall: float) -> dict:
     return {
-        "tool": "backprop-harness",
-        "harness_version": __version__,
-        "command": sys.argv,
         "spec_path": str(spec_path),
         "spec_text": spec_path.read_text(),
         "overrides": overrides,
         "seed": seed,
         "derived_seeds": {p: derive_seed(seed, p) for p in SEED_PURPOSES},
+        **environment(started, wall),
+    }
+
+
+def environment(started: str, wall: float) -> dict:
+    """The machine, software and flags a measurement was taken under."""
+    return {
+        "tool": "backprop-harness",
+        "harness_version": __version__,
+        "command": sys.argv,
         "python": sys.version,
         "platform": platform.platform(),
         "cpu": cpu_model(),

@@ -57,13 +57,14 @@ def check_target(out: Path, force: bool) -> None:
 
 def write(out: Path, frames: dict[str, pd.DataFrame], summary: dict, meta: dict,
           force: bool = False) -> Path:
-    """Write all files into a temporary sibling folder, then swap it into place."""
+    """Write every table (name.csv), summary.json and meta.json into a temporary sibling
+    folder, then swap it into place."""
     check_target(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
     try:
-        for name in TABLES:
-            frames[name].to_csv(tmp / f"{name}.csv", index=False)
+        for name, frame in frames.items():
+            frame.to_csv(tmp / f"{name}.csv", index=False)
         dump_json(tmp / "summary.json", summary)
         dump_json(tmp / "meta.json", meta)
         _swap(tmp, out)

@@ -1,0 +1,53 @@
+"""The benchmark plot: achieved GFLOP/s against work per step, one line per backend, the
+NumPy matmul roofline drawn, one panel per dtype. Reads results/bench/bench.csv only."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from harness.bench import ROOFLINE
+
+STYLE = {ROOFLINE: {"color": "black", "linestyle": "--", "marker": ""},
+         "numpy": {"color": "tab:blue", "marker": "o"},
+         "torch": {"color": "tab:red", "marker": "s"},
+         "jax": {"color": "tab:green", "marker": "^"}}
+
+
+def figure(df: pd.DataFrame, title: str) -> plt.Figure:
+    dtypes = sorted(df.dtype.unique())
+    fig, axes = plt.subplots(1, len(dtypes), figsize=(6 * len(dtypes), 4.5), sharey=True,
+                             squeeze=False)
+    for ax, dtype in zip(axes[0], dtypes, strict=True):
+        part = df[df.dtype == dtype].sort_values("gflop_per_step")
+        for name, rows in part.groupby("backend", sort=False):
+            label = "roofline (NumPy matmuls only)" if name == ROOFLINE else name
+            ax.plot(rows.gflop_per_step, rows.gflops, label=label,
+                    **STYLE.get(name, {"marker": "x"}))
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("work per training step (GFLOP, log scale)")
+        ax.set_title(dtype)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("achieved throughput (GFLOP/s, log scale)")
+    axes[0][-1].legend(loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def write_plot(folder: Path) -> Path:
+    """Redraw bench.png from bench.csv (atomically) and return its path."""
+    df = pd.read_csv(folder / "bench.csv")
+    fig = figure(df, "Training-step throughput vs work, and the machine's matmul roofline")
+    path, tmp = folder / "bench.png", folder / ".bench.png.tmp"
+    fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
