@@ -67,10 +67,9 @@ class Plan:
 def prepare(spec: Spec) -> Dataset:
     """Generate, split, standardize (train statistics only) and encode the data set."""
     x, y = datasets.generate(spec.data, rng_for(spec.seed, "data"))
-    n = len(x)
-    order = rng_for(spec.seed, "split").permutation(n)
-    n_val, n_test = round(spec.data.validation * n), round(spec.data.test * n)
-    parts = np.split(order, [n - n_val - n_test, n - n_test])
+    order = rng_for(spec.seed, "split").permutation(len(x))
+    n_train, n_val, _ = datasets.split_sizes(spec.data)
+    parts = np.split(order, [n_train, n_train + n_val])
     if spec.data.standardize:
         mean, std = x[parts[0]].mean(axis=0), x[parts[0]].std(axis=0)
         x = (x - mean) / np.where(std > 0, std, 1.0)   # constant pixels (digits) stay 0
@@ -79,10 +78,8 @@ def prepare(spec: Spec) -> Dataset:
 
 
 def train_size(spec: Spec) -> int:
-    """Rows in the training split (as `prepare` will cut it), without generating the data."""
-    n = len(spec.data.x) if spec.data.name == "inline" else \
-        spec.data.n_samples or datasets.SIZES[spec.data.name]
-    return n - round(spec.data.validation * n) - round(spec.data.test * n)
+    """Rows in the training split, without generating the data."""
+    return datasets.split_sizes(spec.data)[0]
 
 
 def _split(x: np.ndarray, y: np.ndarray, spec: Spec, dtype: np.dtype) -> Split:

@@ -26,6 +26,7 @@ CATALOG: dict[str, tuple[int, int | None, dict[str, float]]] = {
 
 # Rows of the data sets that have a fixed size (scikit-learn's copies).
 SIZES = {"digits": 1797, "breast_cancer": 569}
+MAX_SAMPLES = 1_000_000                   # synthetic rows: a typo must not exhaust memory
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,8 @@ def parse(t: Table):
             allowed = ", ".join(defaults) or "none"
             raise SpecError(join(t.path, key), f"not an option of data set {name!r} "
                             f"(allowed: {allowed})")
-    n = integer(t, "n_samples", defaults.get("n_samples"), low=8) if "n_samples" in defaults \
-        else None
+    n = integer(t, "n_samples", defaults.get("n_samples"), low=8, high=MAX_SAMPLES) \
+        if "n_samples" in defaults else None
     noise = number(t, "noise", defaults["noise"], low=0.0) if "noise" in defaults else None
     classes = integer(t, "classes", 3, low=2) if name == "spirals" else None
     val = number(t, "validation", 0.0 if name == "inline" else 0.15, low=0.0, high=1.0,
@@ -79,7 +80,32 @@ def parse(t: Table):
         x, y = _inline(t)
     t.finish(("name", "validation", "test", "standardize", *defaults,
               *(("x", "y") if name == "inline" else ())))
-    return Data(name, n, noise, classes, val, test, standardize, x, y)
+    data = Data(name, n, noise, classes, val, test, standardize, x, y)
+    _check_split(t.path, data)
+    return data
+
+
+def rows(data) -> int:
+    """How many rows `data` (a `harness.spec.Data`) has, without generating it."""
+    if data.name == "inline":
+        return len(data.x)
+    return data.n_samples or SIZES[data.name]
+
+
+def split_sizes(data) -> tuple[int, int, int]:
+    """(train, validation, test) rows, rounded exactly as `harness.data.prepare` cuts them."""
+    n = rows(data)
+    n_val, n_test = round(data.validation * n), round(data.test * n)
+    return n - n_val - n_test, n_val, n_test
+
+
+def _check_split(path: str, data) -> None:
+    """Rounding can leave no training rows even when validation + test < 1 (8 rows, 0.45 each)."""
+    n_train, n_val, n_test = split_sizes(data)
+    if n_train < 1:
+        raise SpecError(join(path, "test"), f"validation ({n_val} rows) + test ({n_test} rows) "
+                        f"leave none of the {rows(data)} rows for training (allowed: a split "
+                        "that leaves at least 1)")
 
 
 def _inline(t: Table) -> tuple[tuple, tuple]:

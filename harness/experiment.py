@@ -22,11 +22,12 @@ def backend_names(requested: list[str] | None, spec: Spec) -> list[str]:
     names = list(requested or spec.backends or DEFAULT_BACKENDS)
     known = registry()
     where = "--backends" if requested else "backends"
-    for name in names:
+    for i, name in enumerate(names):
+        at = where if requested else f"{where}[{i}]"
         if name not in known:
-            raise SpecError(where, f"{name!r} is not one of {', '.join(known)}")
-    if len(set(names)) != len(names):
-        raise SpecError(where, "lists a backend twice")
+            raise SpecError(at, f"{name!r} is not one of {', '.join(known)}")
+        if name in names[:i]:
+            raise SpecError(at, f"{name!r} is listed twice (allowed: each backend once)")
     return names
 
 

@@ -21,6 +21,8 @@ from harness.progress import bars
 from harness.spec import Spec
 from implementations import backend_class, missing_framework
 
+HARNESS = "harness"                       # the `backend` of the harness's own timed phases
+
 
 @dataclass
 class Lane:
@@ -115,7 +117,10 @@ def _check_gradients(rec: Record, lanes: list[Lane], step: int, batch: data.Batc
     active = [lane for lane in lanes if lane.active]
     if not active:
         return
+    t0 = time.perf_counter()
     rows, norms, own = gradlog.compare_at_step(step, batch, active, frozen, oracle=step == 0)
+    rec.add("timings", {"backend": HARNESS, "phase": "checks",
+                        "seconds": time.perf_counter() - t0})
     rec.add("gradients", rows)
     rec.add("grad_norms", norms)
     for lane in active:
@@ -137,9 +142,11 @@ def run_variant(spec: Spec, names: list[str], device: str = "cpu",
         rec.add("events", {"backend": name, "step": -1, "event": "skipped", "detail": reason})
     if not ok:
         return rec
+    t0 = time.perf_counter()
     ds = data.prepare(spec)
     plan = data.plan(spec, len(ds.train.x))
     p0 = params.initial_params(spec)
+    rec.add("timings", {"backend": HARNESS, "phase": "data", "seconds": time.perf_counter() - t0})
     lanes = [_lane(name, spec, device, p0, rec) for name in ok]
     checks = set(spec.training.grad_check_steps)
     # Overflow and NaN are detected and reported per backend (events); NumPy's warnings
@@ -155,7 +162,9 @@ def run_variant(spec: Spec, names: list[str], device: str = "cpu",
                     _step(rec, lane, step, int(plan.epochs[step]), batch, epoch_ends, ds, bar)
             if not any(lane.active for lane in lanes):
                 break
+    t0 = time.perf_counter()
     _finish(rec, lanes, ds)
+    rec.add("timings", {"backend": HARNESS, "phase": "checks", "seconds": time.perf_counter() - t0})
     return rec
 
 
@@ -174,7 +183,10 @@ def _step(rec: Record, lane: Lane, step: int, epoch: int, batch: data.Batch, epo
         _diverge(rec, lane, step, f"loss is {loss}")
         return
     if epoch_ends:
+        t0 = time.perf_counter()
         _epoch_end(lane, rec.spec, ds, row)
+        rec.add("timings", {"backend": lane.name, "phase": "evaluate",
+                            "seconds": time.perf_counter() - t0})
         if row.pop("stopped", False):
             rec.add("events", {"backend": lane.name, "step": step, "event": "early_stopped",
                                "detail": f"no val_loss improvement for "

@@ -7,7 +7,7 @@ with a one-line message such as ``model.layers[2].activation: 'relu6' is not one
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 
@@ -39,10 +39,10 @@ class Table:
             raise SpecError(path, f"expected a table, got {_type_name(raw)}")
         self.raw, self.path, self.used = raw, path, set()
 
-    def has(self, key: str) -> bool:
+    def has(self, key: str | int) -> bool:
         return key in self.raw
 
-    def get(self, key: str, default: Any = None) -> Any:
+    def get(self, key: str | int, default: Any = None) -> Any:
         self.used.add(key)
         return self.raw.get(key, default)
 
@@ -63,9 +63,14 @@ class Table:
 def _number(path: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise SpecError(path, f"expected a number, got {_type_name(value)} {value!r}")
-    if not math.isfinite(value):
+    try:
+        x = float(value)                  # TOML integers are unbounded; floats are not
+    except OverflowError:
+        raise SpecError(path, "must be a finite number, got an integer too large for a "
+                        "float") from None
+    if not math.isfinite(x):
         raise SpecError(path, f"must be a finite number, got {value!r}")
-    return float(value)
+    return x
 
 
 def number(t: Table, key: str, default: float | None = None, *, low: float | None = None,
@@ -86,8 +91,9 @@ def number(t: Table, key: str, default: float | None = None, *, low: float | Non
     return x
 
 
-def integer(t: Table, key: str, default: int | None = None, *, low: int | None = None) -> int:
-    """An int (not a bool) of at least `low`."""
+def integer(t: Table, key: str | int, default: int | None = None, *, low: int | None = None,
+            high: int | None = None) -> int:
+    """An int (not a bool) within [low, high]; `high` keeps sizes within what memory holds."""
     path = join(t.path, key)
     value = t.get(key, default)
     if value is None:
@@ -96,6 +102,8 @@ def integer(t: Table, key: str, default: int | None = None, *, low: int | None =
         raise SpecError(path, f"expected an integer, got {_type_name(value)} {value!r}")
     if low is not None and value < low:
         raise SpecError(path, f"{value} is too small (allowed: integer >= {low})")
+    if high is not None and value > high:
+        raise SpecError(path, f"{value} is too large (allowed: integer <= {high})")
     return value
 
 
@@ -121,20 +129,33 @@ def choice(t: Table, key: str, allowed: Iterable[str], default: str | None = Non
     return value
 
 
-def string(t: Table, key: str, default: str | None = None) -> str:
+def string(t: Table, key: str | int, default: str | None = None) -> str:
     path = join(t.path, key)
     value = t.get(key, default)
+    if value is None:
+        raise SpecError(path, "missing required string")
     if not isinstance(value, str) or not value:
         raise SpecError(path, f"expected a non-empty string, got {_type_name(value)} {value!r}")
     return value
 
 
-def listof(t: Table, key: str) -> list[Any]:
+def listof(t: Table, key: str, default: list[Any] | None = None) -> list[Any]:
     path = join(t.path, key)
-    value = t.get(key)
+    value = t.get(key, default)
+    if value is None:
+        raise SpecError(path, "missing required list")
     if not isinstance(value, list):
         raise SpecError(path, f"expected a list, got {_type_name(value)}")
     return value
+
+
+def each(t: Table, key: str, read: Callable[..., Any], default: list[Any] | None = None,
+         **limits: Any) -> list[Any]:
+    """Every element of the list `key`, read by a scalar reader (`integer`, `string`, ...), so
+    a bad element is named ``key[i]``."""
+    items = listof(t, key, default)
+    row = Table(dict(enumerate(items)), join(t.path, key))
+    return [read(row, i, **limits) for i in range(len(items))]
 
 
 def matrix(path: str, value: Any, ndim: int) -> list[Any]:
@@ -145,5 +166,7 @@ def matrix(path: str, value: Any, ndim: int) -> list[Any]:
         raise SpecError(path, f"expected a non-empty {ndim}-D list of numbers")
     rows = [matrix(join(path, i), v, ndim - 1) for i, v in enumerate(value)]
     if ndim > 1 and len({len(r) for r in rows}) != 1:
-        raise SpecError(path, "rows have different lengths")
+        lengths = ", ".join(map(str, sorted({len(r) for r in rows})))
+        raise SpecError(path, f"rows have different lengths ({lengths}; allowed: one length "
+                        "for every row)")
     return rows

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from harness.schema import (
     Table,
     boolean,
     choice,
+    each,
     integer,
     join,
     listof,
@@ -41,6 +43,11 @@ OPTIMIZER_KEYS = {"sgd": (), "momentum": ("momentum", "nesterov"),
                   "rmsprop": ("rho", "eps", "eps_placement"),
                   "adam": ("beta1", "beta2", "eps", "eps_placement", "bias_correction")}
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
+NAME_MAX = 100                            # it names a folder: well below any file system limit
+# Bounds that keep a typo (size = 1000000000) from exhausting memory instead of failing cleanly.
+MAX_UNITS = 10_000                        # units in one layer
+MAX_PARAMS = 10_000_000                   # weights and biases of the whole network
+MAX_STEPS = 1_000_000                     # optimizer steps of one run
 
 
 @dataclass(frozen=True)
@@ -128,7 +135,7 @@ class Spec:
 
 
 def _layer(t: Table, fan_in: int) -> Layer:
-    size = integer(t, "size", low=1)
+    size = integer(t, "size", low=1, high=MAX_UNITS)
     act = choice(t, "activation", ACTIVATIONS)
     slope = number(t, "negative_slope", 0.01, low=0.0, high=1.0, high_open=True)
     if t.has("negative_slope") and act != "leaky_relu":
@@ -149,7 +156,8 @@ def _shaped(path: str, value: Any, shape: tuple[int, ...]) -> tuple:
     rows = matrix(path, value, len(shape))
     got = (len(rows), len(rows[0])) if len(shape) == 2 else (len(rows),)
     if got != shape:
-        raise SpecError(path, f"has shape {got}, expected {shape} (fan_in, fan_out)")
+        layout = "(fan_in, fan_out)" if len(shape) == 2 else "one per unit"
+        raise SpecError(path, f"has shape {got}, expected {shape} ({layout})")
     return tuple(tuple(r) for r in rows) if len(shape) == 2 else tuple(rows)
 
 
@@ -166,14 +174,36 @@ def _model(t: Table, dims: datasets.Dims, loss: str, base: Path) -> Model:
         layers.append(_layer(Table(item, join(join(t.path, "layers"), i)), fan_in))
         fan_in = layers[-1].size
     _check_layers(join(t.path, "layers"), layers, dims, loss)
+    _check_size(join(t.path, "layers"), inputs, layers)
     init = choice(t, "init", INITS, "xavier_normal")
-    init_file = None
-    if t.has("init_file"):
-        init_file = (base / string(t, "init_file")).resolve()
-        if not init_file.is_file():
-            raise SpecError(join(t.path, "init_file"), f"file not found: {init_file}")
+    init_file = _init_file(t, base) if t.has("init_file") else None
     t.finish(("inputs", "layers", "init", "init_file"))
     return Model(inputs, tuple(layers), init, init_file)
+
+
+def _check_size(path: str, inputs: int, layers: list[Layer]) -> None:
+    """The whole network must fit in memory several times over (one copy per backend)."""
+    fans = [inputs, *(layer.size for layer in layers)]
+    count = sum((a + 1) * b for a, b in pairwise(fans))
+    if count > MAX_PARAMS:
+        raise SpecError(path, f"{count} parameters is too many (allowed: at most {MAX_PARAMS})")
+
+
+def _init_file(t: Table, base: Path) -> Path:
+    """The resolved .npz path (its contents are checked by `harness.params.load_init_file`).
+
+    The path is quoted with repr: a name with a newline must not break the one-line error."""
+    path = join(t.path, "init_file")
+    raw = base / string(t, "init_file")
+    try:
+        resolved = raw.resolve()
+        found = resolved.is_file()
+    except (OSError, ValueError) as err:      # a NUL byte, a name too long for the OS, ...
+        raise SpecError(path, f"unusable path {str(raw)!r}: {err}") from None
+    if not found:
+        raise SpecError(path, f"file not found: {str(resolved)!r} (allowed: an existing .npz "
+                        "file, relative to the spec file)")
+    return resolved
 
 
 def _check_layers(path: str, layers: list[Layer], dims: datasets.Dims, loss: str) -> None:
@@ -197,12 +227,12 @@ def _check_layers(path: str, layers: list[Layer], dims: datasets.Dims, loss: str
 
 def _optimizer(t: Table) -> Optimizer:
     name = choice(t, "name", OPTIMIZERS, "sgd")
-    keys = OPTIMIZER_KEYS[name]
-    allowed = ("name", "weight_decay", *keys)
+    allowed = ("name", "weight_decay", *OPTIMIZER_KEYS[name])
+    known = {key for keys in OPTIMIZER_KEYS.values() for key in keys}
     for key in t.raw:
         if key not in allowed:
-            raise SpecError(join(t.path, key), f"not used by {name} (allowed: "
-                            f"{', '.join(allowed)})")
+            what = f"not used by {name}" if key in known else "unknown key"
+            raise SpecError(join(t.path, key), f"{what} (allowed: {', '.join(allowed)})")
     d = Optimizer()
     return Optimizer(
         name=name,
@@ -219,15 +249,12 @@ def _optimizer(t: Table) -> Optimizer:
 
 def _training(t: Table) -> Training:
     lr = number(t, "learning_rate", low=0.0, low_open=True)
-    batch = t.get("batch_size", "full")
-    if batch != "full":
-        batch = integer(t, "batch_size", low=1)
+    batch = _batch_size(t)
     if t.has("epochs") == t.has("steps"):
         raise SpecError(join(t.path, "epochs"), "give exactly one of epochs, steps")
     epochs = integer(t, "epochs", low=1) if t.has("epochs") else None
     steps = integer(t, "steps", low=1) if t.has("steps") else None
-    checks = [integer(Table({"s": s}, join(t.path, f"grad_check_steps[{i}]")), "s", low=0)
-              for i, s in enumerate(t.get("grad_check_steps", [0]))]
+    checks = each(t, "grad_check_steps", integer, [0], low=0)
     stop = None
     if t.has("early_stopping"):
         es = t.sub("early_stopping")
@@ -236,17 +263,39 @@ def _training(t: Table) -> Training:
     shuffle = boolean(t, "shuffle", True)
     t.finish(("learning_rate", "batch_size", "epochs", "steps", "shuffle", "grad_check_steps",
               "early_stopping"))
-    return Training(lr, None if batch == "full" else batch, epochs, steps, shuffle,
-                    tuple(sorted(set(checks))), stop)
+    return Training(lr, batch, epochs, steps, shuffle, tuple(sorted(set(checks))), stop)
+
+
+def _batch_size(t: Table) -> int | None:
+    """An integer >= 1, or "full" (the default): one batch of the whole training split."""
+    value = t.get("batch_size", "full")
+    if value == "full":
+        return None
+    if isinstance(value, str):
+        raise SpecError(join(t.path, "batch_size"), f"{value!r} is not a batch size (allowed: "
+                        "integer >= 1, or \"full\")")
+    return integer(t, "batch_size", low=1)
+
+
+def _check_run(spec: Spec) -> None:
+    """Rules across tables: early stopping needs validation rows; the run has a bounded length
+    (the batch plan of every step is built before training starts)."""
+    n_train, n_val, _ = datasets.split_sizes(spec.data)
+    rule = spec.training.early_stopping
+    if rule is not None and n_val == 0:
+        raise SpecError("training.early_stopping", "needs validation data, but the split has "
+                        "no validation rows (allowed: only with data.validation > 0)")
+    batch = spec.training.batch_size or n_train
+    total = spec.training.steps or spec.training.epochs * -(-n_train // batch)
+    if total > MAX_STEPS:
+        key = "training.steps" if spec.training.steps else "training.epochs"
+        raise SpecError(key, f"the run would take {total} steps (allowed: at most {MAX_STEPS})")
 
 
 def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Spec:
     """Validate a parsed TOML document; `base` resolves relative file paths."""
     t = Table(raw, "")
-    name = string(t, "name")
-    if not set(name) <= NAME_CHARS:
-        raise SpecError("name", f"{name!r} may only use a-z, 0-9, '_' and '-' (it names the "
-                        "results folder)")
+    name = _name(t)
     seed = integer(t, "seed", 0, low=0)
     dtype = choice(t, "dtype", DTYPES, "float64")
     data = datasets.parse(t.sub("data", required=True))
@@ -257,14 +306,35 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Spec:
     opt_t = t.sub("optimizer")
     optimizer = _optimizer(opt_t)
     training = _training(t.sub("training", required=True))
-    backends = None
-    if t.has("backends"):
-        backends = tuple(string(Table({"b": b}, f"backends[{i}]"), "b")
-                         for i, b in enumerate(listof(t, "backends")))
+    backends = _backends(t) if t.has("backends") else None
     t.get("sweep")                        # expanded by harness.sweep before we get here
     t.finish(("name", "seed", "dtype", "data", "loss", "model", "optimizer", "training",
               "backends", "sweep"))
-    return Spec(name, seed, dtype, model, loss, optimizer, training, data, backends)
+    spec = Spec(name, seed, dtype, model, loss, optimizer, training, data, backends)
+    _check_run(spec)
+    return spec
+
+
+def _name(t: Table) -> str:
+    """The experiment's name: it becomes results/<name>/, so it must stay one plain folder."""
+    name = string(t, "name")
+    if not set(name) <= NAME_CHARS:
+        raise SpecError("name", f"{name!r} may only use a-z, 0-9, '_' and '-' (it names the "
+                        "results folder)")
+    if len(name) > NAME_MAX:
+        raise SpecError("name", f"is {len(name)} characters long (allowed: at most {NAME_MAX}; "
+                        "it names the results folder)")
+    return name
+
+
+def _backends(t: Table) -> tuple[str, ...]:
+    """Backend names as written; whether they are registered is checked by harness.experiment,
+    which knows the registry. An empty list would silently mean "the defaults"."""
+    names = tuple(each(t, "backends", string))
+    if not names:
+        raise SpecError("backends", "needs at least one backend (allowed: leave `backends` out "
+                        "to use the defaults)")
+    return names
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -274,5 +344,9 @@ def read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         raise SpecError("", f"no such spec file: {path}") from None
+    except OSError as err:                # a folder, no permission, ...
+        raise SpecError("", f"cannot read the spec file: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise SpecError("", f"TOML syntax error: not UTF-8 text (byte {err.start})") from None
     except tomllib.TOMLDecodeError as err:
         raise SpecError("", f"TOML syntax error: {err}") from None
