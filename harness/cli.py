@@ -107,8 +107,14 @@ def _run(args: argparse.Namespace) -> int:
         title = f"{summary['experiment']}" + (f" [{v['variant']}]" if v["variant"] else "")
         print(f"\n{title}  ({v['dtype']})")
         print(table.text(v))
+    t = summary["time"]
+    print(f"\ntime {t['wall']:.1f} s: training steps {t['step']:.1f} s, first steps (JIT "
+          f"compile) {t['first_step']:.1f} s, setup and imports {t['setup']:.1f} s, gradient "
+          f"checks {t['checks']:.1f} s, evaluation {t['evaluate']:.1f} s, data "
+          f"{t['data']:.1f} s, harness overhead {t['overhead']:.2f} s "
+          f"({t['overhead_fraction']:.1%})")
     verdict = "all backends agree" if summary["passed"] else "backends DISAGREE"
-    print(f"\n{verdict}; results in {out}/")
+    print(f"{verdict}; results in {out}/")
     return 0 if summary["passed"] else 1
 
 

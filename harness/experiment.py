@@ -49,12 +49,25 @@ def execute(path: Path, specs: list[Spec], overrides: dict, names: list[str], ou
         for name, df in rec.frames().items():
             frames.setdefault(name, []).append(df.assign(variant=spec.variant, dtype=spec.dtype))
         variants.append(run.summarize(rec))
-    summary = {"experiment": specs[0].name, "passed": all(v["passed"] for v in variants),
-               "device": device, "variants": variants}
-    meta = provenance.collect(path, overrides, specs[0].seed, started, time.perf_counter() - t0)
     merged = {name: _ordered(pd.concat(dfs, ignore_index=True)) for name, dfs in frames.items()}
+    summary = {"experiment": specs[0].name, "passed": all(v["passed"] for v in variants),
+               "device": device, "variants": variants,
+               "time": time_breakdown(merged["timings"], time.perf_counter() - t0)}
+    meta = provenance.collect(path, overrides, specs[0].seed, started, time.perf_counter() - t0)
     results.write(out, merged, summary, meta, force)
     return summary
+
+
+PHASES = ("step", "first_step", "setup", "checks", "evaluate", "data")
+
+
+def time_breakdown(timings: pd.DataFrame, wall: float) -> dict[str, float]:
+    """Seconds per phase over all backends and variants; `overhead` is whatever no phase
+    accounts for: the harness's own bookkeeping between the timed calls."""
+    spent = {phase: float(timings.seconds[timings.phase == phase].sum()) for phase in PHASES}
+    overhead = wall - sum(spent.values())
+    return {"wall": wall, **spent, "overhead": overhead,
+            "overhead_fraction": overhead / wall if wall > 0 else 0.0}
 
 
 def _ordered(df: pd.DataFrame) -> pd.DataFrame:

@@ -89,6 +89,13 @@ def _swap(tmp: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _read_table(path: Path) -> pd.DataFrame:
+    """A stored table; sweep labels stay strings ("0.10" is not the number 0.1, "" not NaN)."""
+    if not path.is_file() or not path.stat().st_size:
+        return pd.DataFrame(columns=["variant", "dtype"])
+    return pd.read_csv(path, dtype={"variant": str, "dtype": str}).fillna({"variant": ""})
+
+
 def read(folder: Path) -> tuple[dict[str, pd.DataFrame], dict, dict]:
     """The stored tables, summary and provenance of a results folder."""
     if not (folder / "summary.json").is_file():
@@ -96,7 +103,6 @@ def read(folder: Path) -> tuple[dict[str, pd.DataFrame], dict, dict]:
     frames = {}
     for name in TABLES:
         path = folder / f"{name}.csv"
-        frames[name] = pd.read_csv(path) if path.is_file() and path.stat().st_size else \
-            pd.DataFrame()
+        frames[name] = _read_table(path)
     return (frames, json.loads((folder / "summary.json").read_text()),
             json.loads((folder / "meta.json").read_text()))

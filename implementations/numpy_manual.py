@@ -57,9 +57,9 @@ def activation_grad(layer: Layer, delta: np.ndarray, z: np.ndarray, a: np.ndarra
         scratch *= a                                      # s' = s (1 - s)
         delta *= scratch
     elif kind == "tanh":
-        np.multiply(a, a, out=scratch)
-        np.subtract(1.0, scratch, out=scratch)            # tanh' = 1 - tanh^2
-        delta *= scratch
+        np.subtract(1.0, a, out=scratch)                  # tanh' = 1 - tanh^2 = (1-a)(1+a):
+        scratch *= 1.0 + a                                # 1 - a is exact near saturation,
+        delta *= scratch                                  # 1 - a*a cancels to noise there
     elif kind == "relu":
         np.copyto(delta, 0.0, where=z <= 0)               # 1 where active; 0 at the kink
     elif kind == "leaky_relu":

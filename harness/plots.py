@@ -1,0 +1,162 @@
+"""`harness plot`: every figure of a results folder, redrawn from its stored tables alone.
+
+Only the CSV tables and summary.json are read; torch and JAX are never imported (neither here
+nor by anything imported from here), so plots can be redrawn on a machine without them.
+
+Files: a single run gets `loss_curves.png`, `loss_drift.png`, `gradient_errors.png`,
+`grad_norms.png` and `timings.png`. A sweep gets the same figures once per sweep point, named
+`<figure>__<variant>.png` (the label made safe for file names), plus `sweep_overview.png`
+comparing the points. A figure whose data the run did not produce (loss drift with a single
+backend, say) is left out. Every PNG is written atomically: drawn to a hidden temporary file
+beside it, then renamed over the old one, so no reader sees half an image.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from harness import plot_kinds as kinds
+from harness import results
+
+DPI = 100
+SEPARATOR = "__"                      # between figure name and variant in a file name
+UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_SLUG = 60
+OVERVIEW = "sweep_overview"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One sweep point (or the single run): its summary entry and its rows of every table."""
+    experiment: str
+    summary: dict
+    tables: dict[str, pd.DataFrame]
+
+    @property
+    def label(self) -> str:
+        return self.summary.get("variant") or ""
+
+    @property
+    def backends(self) -> list[str]:
+        """The backends that ran, reference first."""
+        return list(self.summary.get("backends") or [])
+
+    def title(self) -> str:
+        where = f" [{self.label}]" if self.label else ""
+        return f"{self.experiment}{where} ({self.summary['dtype']})"
+
+    def tolerance(self, check: str) -> float | None:
+        return next((c["tolerance"] for c in self.summary.get("checks", [])
+                     if c["check"] == check), None)
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One PNG to write: its file name, figure kind, variant label (None: the whole sweep)."""
+    file: str
+    kind: str
+    variant: str | None
+    draw: Callable[[], Figure]
+
+
+def load(folder: Path) -> tuple[dict[str, pd.DataFrame], dict, dict]:
+    """The folder's tables, summary and provenance (see `harness.results.read`)."""
+    return results.read(folder)
+
+
+def variants(frames: dict[str, pd.DataFrame], summary: dict) -> list[Variant]:
+    """Every sweep point in the order it ran, with its slice of every table."""
+    return [Variant(summary["experiment"], v,
+                    {name: df[df.variant == (v.get("variant") or "")] if "variant" in df else df
+                     for name, df in frames.items()})
+            for v in summary["variants"]]
+
+
+def slugs(labels: list[str]) -> list[str]:
+    """File-name-safe, distinct versions of the variant labels ('' stays '')."""
+    out: list[str] = []
+    for i, label in enumerate(labels):
+        slug = UNSAFE.sub("_", label.replace("=", "-")).strip("._-")[:MAX_SLUG]
+        if label and not slug:
+            slug = f"variant{i}"
+        out.append(f"{slug}_{i}" if slug in out else slug)
+    return out
+
+
+def _has_rows(v: Variant, table: str, least_backends: int = 1) -> bool:
+    """Whether `table` has rows of this variant's backends, and enough backends ran."""
+    df = v.tables[table]
+    return not df.empty and df.backend.isin(v.backends).any() and \
+        len(v.backends) >= least_backends
+
+
+def figures(v: Variant) -> dict[str, Callable[[], Figure]]:
+    """The figures this variant has data for, by kind, not yet drawn."""
+    t, names, title = v.tables, v.backends, v.title()
+    norms = t["grad_norms"]
+    out = {}
+    if _has_rows(v, "steps"):
+        out["loss_curves"] = partial(kinds.loss_curves, t["steps"], t["events"], names, title)
+    if _has_rows(v, "steps", least_backends=2):
+        out["loss_drift"] = partial(kinds.drift, t["steps"], t["events"], names,
+                                    v.summary["dtype"], v.tolerance("loss_curve"), title)
+    if _has_rows(v, "gradients") and (t["gradients"].evaluated_at != "own").any():
+        out["gradient_errors"] = partial(kinds.gradient_errors, t["gradients"],
+                                         v.tolerance("gradients"), v.tolerance("oracle"), title)
+    if _has_rows(v, "grad_norms") and norms.parameter.str.startswith("W").any():
+        out["grad_norms"] = partial(kinds.grad_norms, norms, names, title)
+    if _has_rows(v, "timings"):
+        out["timings"] = partial(kinds.timings, t["timings"], names, title)
+    return out
+
+
+def plan(frames: dict[str, pd.DataFrame], summary: dict) -> list[Plot]:
+    """Every PNG of the folder, in the order the report shows them."""
+    points = variants(frames, summary)
+    out = []
+    for v, slug in zip(points, slugs([v.label for v in points]), strict=True):
+        suffix = f"{SEPARATOR}{slug}" if slug else ""
+        out += [Plot(f"{kind}{suffix}.png", kind, v.label, draw)
+                for kind, draw in figures(v).items()]
+    ran = [kinds.Point(v.label, v.summary["dtype"], v.backends, v.tolerance("loss_curve"))
+           for v in points if v.backends]
+    if len(points) > 1 and ran:
+        out.append(Plot(f"{OVERVIEW}.png", OVERVIEW, None,
+                        partial(kinds.sweep_overview, frames["steps"], ran,
+                                summary["experiment"])))
+    return out
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """`write(tmp)` into a hidden file beside `path`, then rename it over `path`."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save(fig: Figure, path: Path) -> None:
+    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
+
+
+def plot_folder(folder: Path | str) -> list[Path]:
+    """Draw every figure of a results folder into it; the paths of the PNGs written."""
+    folder = Path(folder)
+    frames, summary, _ = load(folder)
+    paths = []
+    for p in plan(frames, summary):
+        save(p.draw(), folder / p.file)
+        paths.append(folder / p.file)
+    return paths

@@ -1,0 +1,219 @@
+"""`harness report`: RESULTS_DIR/report.md, one Markdown page to paste into an issue or a paper
+appendix: the overall verdict, per sweep point the verdict table, its notes, the key numbers
+and the plots, then the provenance of the run and the spec as given.
+
+Like `harness plot` it reads the stored tables alone (no torch or JAX import). Missing plots
+are drawn first, so the page never links an image that is not there; it is written
+atomically, like every file of a results folder.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shlex
+from pathlib import Path
+
+import pandas as pd
+
+from harness import plot_kinds, plots, table
+from harness.plots import Plot, Variant
+
+REPORT = "report.md"
+MISSING = "-"
+LOSS_DIGITS = 6
+CAPTIONS = {  # figure kind -> (title, what it shows)
+    "loss_curves": ("Loss curves", "Training loss at every step and validation loss at the end "
+                    "of every epoch, every backend overlaid (reference solid, the others dashed "
+                    "with markers): backends that agree draw a single curve."),
+    "loss_drift": ("Loss drift", "Relative difference of each backend's loss to the reference's "
+                   "at every step, its running maximum, the tolerance and the dtype's machine "
+                   "epsilon: float64 runs stay near epsilon, float32 runs drift visibly higher."),
+    "gradient_errors": ("Gradient errors", "Worst relative gradient error per tensor over the "
+                        "check steps: backend pairs evaluated at the same (reference) parameters, "
+                        "i.e. pure gradient error, and each backend against finite differences."),
+    "grad_norms": ("Gradient norm per layer", "L2 norm of every weight gradient at each check "
+                   "step: norms shrinking towards the input mean vanishing gradients. The other "
+                   "backends are hollow markers on the reference's line."),
+    "timings": ("Timings", "Median wall-clock time of a training step (error bars: interquartile "
+                "range), the first step (warm-up, compilation) and the setup, per backend."),
+    plots.OVERVIEW: ("Sweep overview", "Every sweep point's training loss (reference backend) "
+                     "and the worst loss drift of any backend against it."),
+}
+KEY_HEADER = ["backend", "steps run", "last mini-batch loss", "train loss", "train acc",
+              "val loss", "val acc", "test loss", "test acc", "step ms: median (IQR)",
+              "first step ms", "setup ms"]
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table; '|' inside a cell is escaped."""
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+    return "\n".join([line(header), "|" + "---|" * len(header), *map(line, rows)])
+
+
+def _num(value: float | None, spec: str) -> str:
+    """`value` formatted; a value never recorded is MISSING, a diverged one inf or nan."""
+    if value is None:
+        return MISSING
+    return format(value, spec) if math.isfinite(value) else str(value)
+
+
+def _ms(value: float | None) -> str:
+    return MISSING if value is None or math.isnan(value) else plot_kinds.ms_text(value)
+
+
+def _last(rows: pd.DataFrame, column: str) -> float | None:
+    values = rows[column].dropna() if column in rows else pd.Series(dtype=float)
+    return float(values.iloc[-1]) if len(values) else None
+
+
+def _loss(value: float | None) -> str:
+    return _num(value, f".{LOSS_DIGITS}g")
+
+
+def key_numbers(v: Variant) -> str:
+    """Per backend: losses and accuracies (train/validation at the last epoch end, on the
+    whole split; test after training) and timings."""
+    steps, test = v.tables["steps"], v.tables["test"]
+    times = plot_kinds.step_times(v.tables["timings"], v.backends) \
+        if not v.tables["timings"].empty else pd.DataFrame(index=v.backends)
+    rows = []
+    for name in v.backends:
+        s = steps[steps.backend == name] if not steps.empty else steps
+        t = test[test.backend == name] if not test.empty else test
+        tm = times.loc[name] if name in times.index else pd.Series(dtype=float)
+        step_ms = f"{_ms(tm.get('median'))} ({_ms(tm.get('q25'))} to {_ms(tm.get('q75'))})" \
+            if "median" in tm else MISSING
+        rows.append([name + (" (ref)" if name == v.backends[0] else ""), str(len(s)),
+                     _loss(_last(s, "loss")), _loss(_last(s, "train_loss")),
+                     _num(_last(s, "train_accuracy"), ".2%"), _loss(_last(s, "val_loss")),
+                     _num(_last(s, "val_accuracy"), ".2%"), _loss(_last(t, "test_loss")),
+                     _num(_last(t, "test_accuracy"), ".2%"), step_ms,
+                     _ms(tm.get("first_step")), _ms(tm.get("setup"))])
+    return _md_table(KEY_HEADER, rows)
+
+
+def events(v: Variant) -> list[str]:
+    """Divergences and early stops, with what the run recorded about each."""
+    e = v.tables["events"]
+    if e.empty:
+        return []
+    e = e[e.event.isin(plot_kinds.EVENT_MARKERS)]
+    return [f"- {r.backend}: {r.event.replace('_', ' ')} at step {int(r.step)} ({r.detail})"
+            for r in e.itertuples()]
+
+
+def _figures(found: list[Plot], explain: bool = True) -> list[str]:
+    """Each image under its title; with `explain`, also what the figure shows."""
+    out = []
+    for p in found:
+        title, what = CAPTIONS[p.kind]
+        out += [f"**{title}.**" + (f" {what}" if explain else ""), "",
+                f"![{title}]({p.file})", ""]
+    return out
+
+
+def variant_section(v: Variant, found: list[Plot], sweep: bool, explain: bool) -> list[str]:
+    """Verdict table, notes, key numbers, events and plots of one sweep point."""
+    verdict = "all checks pass" if v.summary.get("passed") else "FAIL"
+    name = f"Sweep point `{v.label}`" if sweep else "Results"
+    out = [f"## {name} ({v.summary['dtype']}): {verdict}", "", "### Verdict", "",
+           table.markdown(v.summary), "", "### Key numbers", "", key_numbers(v), "",
+           "Train and validation numbers: the whole split, at the end of the last epoch; "
+           "test: after training. Times are wall-clock milliseconds.", ""]
+    happened = events(v)
+    if happened:
+        out += ["Events:", "", *happened, ""]
+    if found:
+        out += ["### Plots", "", *_figures(found, explain)]
+    return out
+
+
+def _pairs(values: dict | None) -> str:
+    return ", ".join(f"{k}={v}" for k, v in (values or {}).items()) or MISSING
+
+
+def provenance(meta: dict, summary: dict) -> str:
+    """Everything needed to reproduce the run, one row per fact."""
+    git = meta.get("git") or {}
+    commit = git.get("commit") or "unknown"
+    dirty = {True: " (with uncommitted changes)", False: " (clean)"}.get(git.get("dirty"), "")
+    packages = meta.get("packages") or {}
+    blas = meta.get("blas") or {}
+    lib = blas.get("numpy_blas") or {}
+    pools = "; ".join(f"{p.get('internal_api')} {p.get('version') or ''} "
+                      f"({p.get('num_threads')} threads)".replace("  ", " ")
+                      for p in blas.get("threadpools") or []) or MISSING
+    frameworks = meta.get("frameworks") or {}
+    env = {k: v for k, v in (frameworks.get("env") or {}).items() if v is not None}
+    wall = meta.get("wall_seconds")
+    rows = [
+        ["harness version", meta.get("harness_version", MISSING)],
+        ["git commit", f"`{commit}`{dirty}"],
+        ["command", f"`{shlex.join(meta.get('command') or [])}`"],
+        ["spec file", f"`{meta.get('spec_path', MISSING)}`"],
+        ["overrides", _pairs(meta.get("overrides"))],
+        ["started (UTC)", meta.get("started", MISSING)],
+        ["wall time", f"{_num(wall, '.1f')} s"],
+        ["device", summary.get("device", MISSING)],
+        ["Python", (meta.get("python") or MISSING).splitlines()[0]],
+        ["platform", meta.get("platform", MISSING)],
+        ["CPU", f"{meta.get('cpu', MISSING)}, {meta.get('cpu_count', MISSING)} logical CPUs"],
+        ["packages", ", ".join(f"{k} {v}" for k, v in packages.items() if v) or MISSING],
+        ["not installed", ", ".join(k for k, v in packages.items() if not v) or "none"],
+        ["NumPy BLAS", f"{lib.get('name', MISSING)} {lib.get('version') or ''}".strip()],
+        ["thread pools", pools],
+        ["thread environment", _pairs(env) if env else "none set"],
+        *([[f"{name} settings", _pairs(frameworks[name])] for name in frameworks
+           if name != "env"]),
+        ["seed", str(meta.get("seed", MISSING))],
+        ["derived seeds", _pairs(meta.get("derived_seeds"))],
+    ]
+    return _md_table(["item", "value"], rows)
+
+
+def _fenced(text: str, language: str) -> str:
+    """A code block whose fence is longer than any run of backticks inside the text."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{language}\n{text.rstrip()}\n{fence}"
+
+
+def render(frames: dict[str, pd.DataFrame], summary: dict, meta: dict,
+           found: list[Plot]) -> str:
+    """The whole report as Markdown."""
+    points = plots.variants(frames, summary)
+    sweep = len(points) > 1
+    verdict = "all backends agree" if summary["passed"] else "backends DISAGREE"
+    dtypes = ", ".join(dict.fromkeys(v.summary["dtype"] for v in points))
+    out = [f"# {summary['experiment']}: {verdict}", "",
+           f"**Verdict: {'PASS' if summary['passed'] else 'FAIL'}** over {len(points)} "
+           f"{'sweep points' if sweep else 'run'} ({dtypes}, device {summary.get('device')}). "
+           "Backends train from the same initial weights on the same batches; errors are "
+           "relative to each tensor's scale.", ""]
+    for i, v in enumerate(points):
+        # In a sweep the figures are explained once, under the first point.
+        out += variant_section(v, [p for p in found if p.variant == v.label], sweep, i == 0)
+    overview = [p for p in found if p.variant is None]
+    if overview:
+        out += ["## Sweep overview", "", *_figures(overview)]
+    out += ["## Provenance", "", provenance(meta, summary), "", "### Spec", "",
+            f"As given in `{meta.get('spec_path', MISSING)}`"
+            + (f", with command-line overrides {_pairs(meta.get('overrides'))}:"
+               if meta.get("overrides") else ":"), "",
+            _fenced(meta.get("spec_text", ""), "toml"), ""]
+    return "\n".join(out)
+
+
+def write_report(folder: Path | str) -> Path:
+    """Write folder/report.md (drawing any missing plot first); its path."""
+    folder = Path(folder)
+    frames, summary, meta = plots.load(folder)
+    found = plots.plan(frames, summary)
+    if not all((folder / p.file).is_file() for p in found):
+        plots.plot_folder(folder)
+    path = folder / REPORT
+    text = render(frames, summary, meta, found)
+    plots.write_atomically(path, lambda tmp: tmp.write_text(text))
+    return path
