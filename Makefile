@@ -5,20 +5,31 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup lint clean
+.PHONY: run test setup lint clean results
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt plugins/sklearn_backend/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[all,test]'
+	$(BIN)/pip install --quiet -c constraints.txt -e plugins/sklearn_backend
 	touch $(STAMP)
 
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/harness run experiments/digits_mlp.toml --force
+	$(BIN)/harness run experiments/digits_mlp.toml
 	$(BIN)/harness plot results/digits_mlp
 	$(BIN)/harness report results/digits_mlp
+
+# Regenerate every committed result: each experiment, its plots and report, and the benchmark.
+EXPERIMENTS := $(basename $(notdir $(wildcard experiments/*.toml)))
+results: $(STAMP)
+	for e in $(EXPERIMENTS); do \
+	  $(BIN)/harness run experiments/$$e.toml --quiet && \
+	  $(BIN)/harness plot results/$$e >/dev/null && \
+	  $(BIN)/harness report results/$$e || exit 1; \
+	done
+	$(BIN)/harness bench
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -1,0 +1,99 @@
+"""A template backend: copy this file, rename the class, fill in every method, register it.
+
+Steps (docs/adding-a-backend.md walks through them):
+1. copy this file to implementations/<framework>_<method>.py; rename the class; set `name`
+   (the CLI key), `framework` (the module to import) and `capabilities`;
+2. fill in each method below: what it receives, returns and must keep is written in its
+   docstring; implementations/numpy_manual.py is the reference for the maths;
+3. add ONE line to BUILTIN in implementations/__init__.py: "name": "module:Class";
+4. run `harness conformance NAME` until nothing fails.
+
+This file is deliberately not registered (the registry is BUILTIN plus entry points), so the
+harness never runs it. Each method raises NotImplementedError naming what is still missing,
+so a half-filled copy fails the conformance suite with a readable message.
+
+Invariants every backend keeps (harness/backend.py; the conformance suite checks each):
+- `params()` after `load(p)` returns p exactly: same shapes, dtype (the spec's) and values;
+- `loss_and_grads` and `evaluate` change no state;
+- `train_step` returns the loss at the parameters *before* its update;
+- a frozen bias (`trainable_bias = false`) reports a zero gradient and never moves;
+- a backend never draws random numbers: the weights come through `load`, the batch order
+  and the dropout masks inside each Batch;
+- the framework is imported in `__init__`, never at module top, so `harness backends` can
+  list this backend (and its capabilities) where the framework is not installed.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from harness.backend import Backend, Capabilities
+from harness.data import Batch
+from harness.params import Params
+from harness.spec import Spec
+
+
+def _missing(method: str, capability: str) -> NotImplementedError:
+    return NotImplementedError(f"template backend cannot {capability} yet: fill in "
+                               f"TemplateBackend.{method}")
+
+
+class TemplateBackend(Backend):
+    """Every method of the contract, each raising until it is filled in.
+
+    `capabilities` says which spec options this backend runs; the harness skips (with the
+    reason) any spec outside them instead of crashing halfway. Narrow the defaults (everything
+    the spec can say) to what the framework really does, e.g. `dropout=False`, or a subset of
+    `activations`; list in `conventions` the (spec field, value) pairs it cannot express
+    exactly, with the reason, e.g. `{("optimizer.eps_placement", "inside"): "eps is always
+    added after the square root"}`. A rule that is not one field and one value (say, "one
+    activation for all hidden layers") goes in an override of the classmethod `unsupported`:
+    call super().unsupported(spec, device) first, then return your reason or None
+    (plugins/sklearn_backend does this).
+    """
+
+    name: ClassVar[str] = "template"         # CLI key, table column and pytest id
+    framework: ClassVar[str | None] = None     # module whose version is reported, e.g. "torch"
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self, spec: Spec, device: str = "cpu") -> None:
+        """Import the framework here, never at module top, and build what does not depend on
+        the parameters: layer functions, the loss, compiled steps. Read every hyper-parameter
+        from `spec` (the spec's dtype, spec.optimizer, spec.loss.l2, ...): never a default."""
+        super().__init__(spec, device)
+
+    def load(self, params: Params) -> None:
+        """Receives [(W, b), ...] as NumPy arrays, W shaped (fan_in, fan_out) so z = h @ W + b.
+        Copy them into native storage in the spec's dtype (later changes to `params` must not
+        reach the backend) and reset the optimizer state to zero."""
+        raise _missing("load", "copy NumPy parameters into native storage")
+
+    def loss_and_grads(self, batch: Batch) -> tuple[float, Params]:
+        """Receives batch.x, batch.y and batch.masks (inverted-dropout masks, already scaled;
+        () when there is no dropout). Returns the loss including l2/2 * sum ||W||^2 as a
+        Python float, and [(dW, db), ...] as NumPy arrays shaped and typed like the
+        parameters; a frozen bias reports zeros. Changes no state: no optimizer step, no
+        accumulated gradients."""
+        raise _missing("loss_and_grads", "compute the loss and its gradients")
+
+    def train_step(self, batch: Batch) -> float:
+        """Forward, backward and one optimizer update with the maths of harness/optim.py;
+        returns the loss before the update (what loss_and_grads would have returned). This
+        call is timed: keep arrays native inside it."""
+        raise _missing("train_step", "take an optimizer step")
+
+    def params(self) -> Params:
+        """The current parameters as new NumPy arrays in the spec's dtype, [(W, b), ...]."""
+        raise _missing("params", "return its parameters as NumPy arrays")
+
+    def evaluate(self, batch: Batch) -> tuple[float, np.ndarray]:
+        """The data loss (no L2 penalty, no dropout) and the outputs after the output
+        activation, (rows, outputs) as NumPy. Changes no state."""
+        raise _missing("evaluate", "evaluate the data loss and outputs")
+
+    def sync(self) -> None:
+        """Block until queued device work is done, so a timer can stop after train_step.
+        A framework that computes synchronously on the CPU returns None here."""
+        raise _missing("sync", "wait for queued device work (return None if it never queues)")

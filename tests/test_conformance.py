@@ -1,0 +1,67 @@
+"""The conformance suite of harness/conformance.py, for every registered backend x every check
+(ids like `test_conformance[torch-params_roundtrip_float64]`), plus the runner's exit codes.
+
+A check the backend cannot run here (framework missing, or outside its declared capabilities)
+is skipped with the reason it gives; it never passes silently.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import pytest
+
+from harness import conformance
+from implementations.numpy_manual import NumpyManual
+from tests.conftest import BACKENDS
+
+CASES = [pytest.param(backend, check, id=f"{backend}-{check.name}")
+         for backend in BACKENDS for check in conformance.CHECKS]
+
+
+@pytest.mark.parametrize(("backend", "check"), CASES)
+def test_conformance(backend: str, check: conformance.Check) -> None:
+    try:
+        check.run(backend)
+    except conformance.Skip as why:
+        pytest.skip(str(why))
+
+
+def test_check_names_are_unique() -> None:
+    names = [check.name for check in conformance.CHECKS]
+    assert len(names) == len(set(names))
+
+
+class BrokenBiasGradient(NumpyManual):
+    """NumPy backprop reporting the output bias gradient with its sign flipped."""
+    name: ClassVar[str] = "broken"
+
+    def loss_and_grads(self, batch):
+        value, grads = super().loss_and_grads(batch)
+        w, b = grads[-1]
+        return value, [*grads[:-1], (w, -b)]
+
+
+def test_a_broken_backend_fails_with_the_tensor_named(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(conformance, "backend_class",
+                        lambda name: BrokenBiasGradient if name == "broken" else NumpyManual)
+    monkeypatch.setattr(conformance, "missing_framework", lambda name: None)
+    assert conformance.run_conformance("broken") == 1
+    out = capsys.readouterr().out
+    failed = {line.split()[1]: line for line in out.splitlines() if line.startswith("FAIL")}
+    assert "b2" in failed["grads_vs_finite_differences"]       # the output bias, named
+    assert "b2" in failed["grads_vs_numpy"]
+    assert "broken does NOT conform" in out.splitlines()[-1]
+
+
+def test_unknown_backend_is_one_line_and_exit_2(capsys) -> None:
+    assert conformance.run_conformance("no-such-backend") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown backend 'no-such-backend'" in err
+
+
+def test_missing_framework_is_one_line_and_exit_2(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(conformance, "missing_framework",
+                        lambda name: f"{name}: framework 'nothing' is not installed")
+    assert conformance.run_conformance("numpy") == 2
+    assert "framework 'nothing' is not installed" in capsys.readouterr().err
