@@ -1,21 +1,21 @@
 """`harness bench`: step time, achieved GFLOP/s and fraction of the machine's own matmul
 roofline for every backend over a grid of shapes, in float32 and float64.
 
-Work per training step is 6 * batch * sum(fan_in * fan_out) flops: three matmuls per layer
-(forward h @ W, weight gradient h^T @ delta, input gradient delta @ W^T), two flops per
-multiply-add. The roofline is the same three matmuls per layer done by bare NumPy on
-preallocated arrays, timed in the same interleaved rounds as the backends: the time a step
-could take if it did nothing but its matrix products.
+Work per training step is counted as 6 * batch * sum(fan_in * fan_out) flops: three matmuls
+per layer (forward h @ W, weight gradient h^T @ delta, input gradient delta @ W^T), two flops
+per multiply-add. The roofline is the matrix products a step really needs, done by bare NumPy
+on preallocated arrays and timed in the same interleaved rounds as the backends: every
+layer's forward and weight gradient, and the input gradient of every layer but the first (no
+one needs dL/dx). Its time is the least a step can take on this machine's BLAS.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 from dataclasses import dataclass
 
 import numpy as np
 
-from harness import threads, timing
+from harness import threads, timing, workers
 from harness.data import Batch, rng_for
 from harness.spec import Data, Layer, Loss, Model, Optimizer, Spec, Training
 
@@ -71,7 +71,7 @@ def bench_batch(shape: Shape, dtype: str) -> Batch:
 
 
 def roofline(shape: Shape, dtype: str) -> timing.Timed:
-    """The step's matrix products alone, on preallocated arrays (out= buffers, no temporaries)."""
+    """The step's necessary matrix products alone, on preallocated arrays (out= buffers)."""
     rng = rng_for(BENCH_SEED, "roofline")
     layers = []
     for fan_in, fan_out in zip(shape.sizes[:-1], shape.sizes[1:], strict=False):
@@ -80,15 +80,18 @@ def roofline(shape: Shape, dtype: str) -> timing.Timed:
         layers.append((h, w, d, np.empty_like(d), np.empty_like(w), np.empty_like(h)))
 
     def call() -> None:
-        for h, w, d, z, dw, dh in layers:
+        for i, (h, w, d, z, dw, dh) in enumerate(layers):
             np.matmul(h, w, out=z)
             np.matmul(h.T, d, out=dw)
-            np.matmul(d, w.T, out=dh)
-    return timing.Timed(ROOFLINE, call)
+            if i > 0:
+                np.matmul(d, w.T, out=dh)
+    return timing.local(ROOFLINE, call)
 
 
 def contestant(name: str, shape: Shape, dtype: str, device: str = "cpu") -> timing.Timed:
-    """A backend loaded with initial weights, stepping on one fixed batch."""
+    """The roofline, or a backend loaded with initial weights stepping on one fixed batch."""
+    if name == ROOFLINE:
+        return roofline(shape, dtype)
     from harness.params import initial_params
     from implementations import backend_class
 
@@ -97,29 +100,24 @@ def contestant(name: str, shape: Shape, dtype: str, device: str = "cpu") -> timi
     threads.apply()
     backend.load(initial_params(spec))
     batch = bench_batch(shape, dtype)
-    return timing.Timed(name, lambda: backend.train_step(batch), backend.sync)
-
-
-def _isolated(args: tuple) -> timing.Timing:
-    """Child process (spawn): one backend alone, same thread count and protocol."""
-    name, shape, dtype, device, n_threads, protocol = args
-    threads.configure(n_threads)
-    return timing.measure([contestant(name, shape, dtype, device)], protocol)[name]
+    return timing.local(name, lambda: backend.train_step(batch), backend.sync)
 
 
 def bench_shape(names: list[str], shape: Shape, dtype: str, protocol: timing.Protocol,
-                isolate: bool = False, device: str = "cpu") -> dict[str, timing.Timing]:
-    """Timings of the roofline and every backend at one shape and dtype."""
-    if not isolate:
-        return timing.measure([roofline(shape, dtype),
-                               *(contestant(n, shape, dtype, device) for n in names)], protocol)
-    out = timing.measure([roofline(shape, dtype)], protocol)
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        for name in names:
-            args = (name, shape, dtype, device, threads.configured() or 1, protocol)
-            out[name] = pool.apply(_isolated, (args,))
-    return out
+                pool: dict[str, workers.Worker] | None = None,
+                device: str = "cpu") -> dict[str, timing.Timing]:
+    """Timings of the roofline and every backend at one shape and dtype: each in its own
+    worker process when `pool` is given, else all in this process."""
+    everyone = [ROOFLINE, *names]
+    if pool is None:
+        contestants = [contestant(n, shape, dtype, device) for n in everyone]
+    else:
+        contestants = [pool[n].build(shape, dtype, device) for n in everyone]
+    return timing.measure(contestants, protocol)
+
+
+def start_workers(names: list[str], n_threads: int) -> dict[str, workers.Worker]:
+    return {n: workers.Worker(n, contestant, n_threads) for n in [ROOFLINE, *names]}
 
 
 def rows(shape: Shape, dtype: str, timings: dict[str, timing.Timing]) -> list[dict]:

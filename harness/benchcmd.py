@@ -58,7 +58,8 @@ def print_table(df: pd.DataFrame, vs: pd.DataFrame) -> None:
 
 
 def run_bench(shapes: list[str], dtypes: list[str], names: list[str], rounds: int,
-              n_threads: int, isolate: bool, out: Path, force: bool, device: str = "cpu") -> int:
+              n_threads: int, in_process: bool, out: Path, force: bool,
+              device: str = "cpu") -> int:
     """Benchmark, print, write results/bench/ (bench.csv, summary.json, meta.json, bench.png)."""
     parsed = [bench.Shape.parse(s) for s in shapes]
     results.check_target(out, force)
@@ -68,16 +69,21 @@ def run_bench(shapes: list[str], dtypes: list[str], names: list[str], rounds: in
     protocol = timing.Protocol(rounds=rounds)
     started, t0 = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter()
     rows, vs = [], []
-    for shape in parsed:
-        for dtype in dtypes:
-            timings = bench.bench_shape(names, shape, dtype, protocol, isolate, device)
-            rows += bench.rows(shape, dtype, timings)
-            vs.append({"shape": shape.label, "dtype": dtype,
-                       "numpy_vs_fastest_framework": numpy_vs_frameworks(timings)})
+    pool = None if in_process else bench.start_workers(names, n_threads)
+    try:
+        for shape in parsed:
+            for dtype in dtypes:
+                timings = bench.bench_shape(names, shape, dtype, protocol, pool, device)
+                rows += bench.rows(shape, dtype, timings)
+                vs.append({"shape": shape.label, "dtype": dtype,
+                           "numpy_vs_fastest_framework": numpy_vs_frameworks(timings)})
+    finally:
+        for worker in (pool or {}).values():
+            worker.stop()
     df, vs_df = pd.DataFrame(rows), pd.DataFrame(vs)
     print_table(df, vs_df)
     summary = {"experiment": "bench", "device": device, "threads": n_threads,
-               "isolated": isolate, "rounds": rounds, "skipped": skipped,
+               "in_process": in_process, "rounds": rounds, "skipped": skipped,
                "targets": targets(df, vs_df)}
     meta = provenance.environment(started, time.perf_counter() - t0)
     results.write(out, {"bench": df, "numpy_vs_frameworks": vs_df}, summary, meta, force)

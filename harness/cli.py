@@ -81,8 +81,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--rounds", type=int, default=15, help="interleaved rounds (default: 15)")
     b.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                    help="threads for every framework: BLAS, torch, XLA (default: all cores)")
-    b.add_argument("--isolate", action="store_true",
-                   help="time each backend in its own spawned process (no interleaving)")
+    b.add_argument("--in-process", action="store_true",
+                   help="time every backend in this one process (default: each in its own "
+                        "spawned process, still interleaved in rounds: the frameworks' thread "
+                        "pools otherwise slow each other down)")
     b.add_argument("--out", type=Path, default=Path("results/bench"), help="results folder")
     b.add_argument("--force", action="store_true", help="replace --out even if foreign")
     b.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -171,7 +173,7 @@ def _bench(args: argparse.Namespace) -> int:
     shapes = args.shapes or list(DEFAULT_SHAPES)
     try:
         return run_bench(shapes, args.dtypes, args.backends, args.rounds, args.threads,
-                         args.isolate, args.out, args.force, args.device)
+                         args.in_process, args.out, args.force, args.device)
     except ValueError as err:                   # a malformed --shapes entry
         raise SpecError("", str(err)) from None
 

@@ -64,7 +64,7 @@ def framework_flags() -> dict:
     """Thread counts and precision flags of the frameworks this process has imported."""
     flags: dict = {"env": {k: os.environ.get(k) for k in
                            ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                            "XLA_FLAGS")}}
+                            "XLA_FLAGS", "OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY")}}
     torch = sys.modules.get("torch")
     if torch is not None:
         flags["torch"] = {"intra_op_threads": torch.get_num_threads(),

@@ -22,8 +22,8 @@ class BrokenBias(NumpyManual):
     """NumPy backprop with the sign of the output bias gradient flipped (injected by the test)."""
     name: ClassVar[str] = "broken"
 
-    def _loss_and_grads(self, batch):
-        value = super()._loss_and_grads(batch)
+    def _loss_and_grads(self, batch, scale=1.0):
+        value = super()._loss_and_grads(batch, scale)
         self._grads[3] *= -1                      # [dW0, db0, dW1, db1]: db1's sign flipped
         return value
 

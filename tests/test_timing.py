@@ -27,7 +27,7 @@ def test_measure_rotates_order_and_separates_the_first_call():
     calls: list[str] = []
 
     def contestant(name):
-        return timing.Timed(name, lambda: calls.append(name))
+        return timing.local(name, lambda: calls.append(name))
 
     protocol = timing.Protocol(warmup=2, rounds=3, min_sample_seconds=0.0)
     out = timing.measure([contestant("a"), contestant("b"), contestant("c")], protocol)
