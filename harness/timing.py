@@ -5,8 +5,9 @@
 2. A few untimed warm-up calls follow.
 3. Then rounds: every backend (A B C, next round B C A, ...) runs `repeats` calls and
    `sync()`s before the clock stops, then pauses briefly, untimed, so that its spinning
-   threads do not steal the cores from the next one. Rotating the order means no backend always follows the
-   same neighbour; interleaving means a change in the machine's load hits all alike.
+   threads do not steal the cores from the next one. Rotating the order means no backend
+   always follows the same neighbour; interleaving means a change in the machine's load hits
+   all alike.
 4. Statistics: median and interquartile range of the per-call time, and each backend's ratio
    to the fastest one *within the same round*, whose median is the reported ratio.
 
