@@ -21,7 +21,7 @@ Builder = Callable[..., timing.Timed]     # (name, shape, dtype, device) -> a lo
 # Inherited by the workers: OpenBLAS threads sleep as soon as a product is done instead of
 # spinning for ~0.1 s (2^28 cycles) on cores the next contestant needs. torch's OpenMP and
 # XLA's threads spin only briefly; the protocol's settle pause covers them.
-WORKER_ENV = {"OPENBLAS_THREAD_TIMEOUT": "4"}
+WORKER_ENV: dict[str, str] = {}
 
 
 def _serve(conn: Connection, build: Builder, n_threads: int) -> None:
