@@ -34,6 +34,9 @@ class Capabilities:
     dropout: bool = True
     # (spec field, value) pairs the backend cannot express exactly, with the reason why
     conventions: dict[tuple[str, object], str] = field(default_factory=dict)
+    # rules across fields that the backend's own `unsupported` checks, in words, so that
+    # `harness backends` can show them (e.g. "one activation for every hidden layer")
+    limits: tuple[str, ...] = ()
 
 
 class Backend(abc.ABC):

@@ -37,7 +37,8 @@ def errors(a: np.ndarray, b: np.ndarray, floor: float = 0.0) -> tuple[float, flo
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.size == 0:
         return 0.0, 0.0
-    diff = float(np.max(np.abs(a - b)))
+    with np.errstate(invalid="ignore", over="ignore"):   # Inf - Inf: NaN, a failure anyway
+        diff = float(np.max(np.abs(a - b)))
     scale = max(float(np.max(np.abs(a))), float(np.max(np.abs(b)))) + floor
     return diff, diff / max(scale, tol.TINY)
 

@@ -41,6 +41,7 @@ def describe(name: str, target: str) -> list[str]:
              f"{_subset(caps.losses, LOSSES)}; optimizers {_subset(caps.optimizers, OPTIMIZERS)}"]
     lines += [f"    cannot express {path} = {value!r}: {why}"
               for (path, value), why in caps.conventions.items()]
+    lines += [f"    limit: {limit}" for limit in caps.limits]
     return lines
 
 

@@ -83,3 +83,7 @@ def test_numpy_alone_runs_and_plots(tmp_path):
     listing = subprocess.run([sys.executable, "-c", BLOCK, "backends"], capture_output=True,
                              text=True, timeout=300)
     assert listing.returncode == 0 and "not installed (torch)" in listing.stdout
+    plot = subprocess.run([sys.executable, "-c", BLOCK, "plot", str(out)], capture_output=True,
+                          text=True, timeout=300)
+    assert plot.returncode == 0, plot.stderr
+    assert (out / "loss_curves.png").is_file()

@@ -77,6 +77,12 @@ class SklearnMLP(Backend):
         activations=frozenset(ACTIVATION),
         optimizers=frozenset({"sgd", "momentum", "adam"}),
         dropout=False,
+        limits=("one activation for every hidden layer",
+                "output activation fixed by the loss: softmax for cross_entropy, sigmoid for "
+                "bce, identity for mse and half_sse",
+                "mse and half_sse with a single output only",
+                "no frozen biases, no decoupled weight decay",
+                "adam only with bias_correction = \"folded\""),
         conventions={("optimizer.eps_placement", "inside"):
                      "sklearn's AdamOptimizer adds epsilon after the square root, "
                      "m / (sqrt(v) + epsilon)"},
