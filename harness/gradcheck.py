@@ -28,7 +28,8 @@ class TensorCheck:
     max_abs_err: float
     max_rel_err: float      # relative to the tensor's scale plus the oracle's resolution
     method: str             # "central" or "directional"
-    kinks: int = 0          # elements (or directions) at a ReLU kink, checked as subgradients
+    kinks: int = 0          # elements (or directions) failing central differences at a ReLU
+                            # kink, accepted as subgradients
 
 
 def errors(a: np.ndarray, b: np.ndarray, floor: float = 0.0) -> tuple[float, float]:
@@ -96,20 +97,23 @@ def _directional(f: LossFn, params: Params, grad: np.ndarray, flat_index: int, h
     return np.array(analytic), _slopes(f0, np.array(plus), np.array(minus), h)
 
 
-def _at_kinks(analytic: np.ndarray, s: Slopes) -> tuple[np.ndarray, int]:
+def _at_kinks(analytic: np.ndarray, s: Slopes, floor: float) -> tuple[np.ndarray, int]:
     """The numerical value to compare against, treating kinks as subgradient checks.
 
-    Where the one-sided slopes disagree by more than KINK_RTOL of the tensor's scale, the
-    probe straddles a kink (a ReLU unit with z = 0): the central difference is then an average
-    of two slopes and means nothing. There the analytic value passes if it lies between the
-    one-sided slopes (within their truncation error), as a valid subgradient does."""
+    An element is judged by its central difference. Only where that fails *and* the probe
+    straddles a kink (its one-sided slopes differ by more than KINK_RTOL of the tensor's scale:
+    a ReLU unit with z = 0, where the central difference averages two slopes and means
+    nothing) does the analytic value pass if it lies between the one-sided slopes, within
+    their truncation error, as a valid subgradient does."""
     scale = max(float(np.max(np.abs(analytic), initial=0.0)),
-                float(np.max(np.abs(s.central), initial=0.0)), tol.TINY)
+                float(np.max(np.abs(s.central), initial=0.0)))
+    central_ok = np.abs(analytic - s.central) <= tol.FD_RTOL * (scale + floor)
     lo, hi = np.minimum(s.forward, s.backward), np.maximum(s.forward, s.backward)
-    kink = (hi - lo) > tol.KINK_RTOL * scale
-    band = tol.ONE_SIDED_RTOL * scale
+    kink = (hi - lo) > tol.KINK_RTOL * max(scale, tol.TINY)
+    band = tol.ONE_SIDED_RTOL * max(scale, tol.TINY)
     inside = (analytic >= lo - band) & (analytic <= hi + band)
-    return np.where(kink & inside, analytic, s.central), int(kink.sum())
+    subgradient = ~central_ok & kink & inside
+    return np.where(subgradient, analytic, s.central), int(subgradient.sum())
 
 
 def check(f: LossFn, params: Params, grads: Params, frozen: list[bool], seed: int = 0,
@@ -132,8 +136,9 @@ def check(f: LossFn, params: Params, grads: Params, frozen: list[bool], seed: in
             analytic, slopes = g, _central(f, params, i, tol.FD_STEP, f0)
         else:
             analytic, slopes = _directional(f, params, g, i, tol.FD_STEP, f0, rng)
-        numeric, kinks = _at_kinks(analytic, slopes)
-        out.append(TensorCheck(name, *errors(analytic, numeric, resolution(f0)), method, kinks))
+        floor = resolution(f0)
+        numeric, kinks = _at_kinks(analytic, slopes, floor)
+        out.append(TensorCheck(name, *errors(analytic, numeric, floor), method, kinks))
     return out
 
 

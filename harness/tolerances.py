@@ -32,9 +32,10 @@ FD_ROUNDING_ULPS = 10.0
 FLOAT64_UNIT_ROUNDOFF = 2.0**-53
 # A probe straddles a kink (a ReLU unit at z = 0, common at step 0 where biases are zero and a
 # sample's whole previous layer is dead) when its forward and backward one-sided slopes differ
-# by more than this fraction of the tensor's gradient scale. On smooth stretches they differ by
-# h * f'' ~ 1e-6 of the scale; a smooth element flagged by mistake is still checked, only
-# against the one-sided bracket (ONE_SIDED_RTOL) instead of FD_RTOL.
+# by more than this fraction of the tensor's gradient scale; on smooth stretches they differ
+# by h * f''. Only an element that fails its central difference is then re-judged as a
+# subgradient (between the one-sided slopes, within ONE_SIDED_RTOL), so a smooth element is
+# never excused by mistake.
 KINK_RTOL = 1e-6
 # One-sided slopes carry truncation error O(h f'') ~ 1e-6 of the scale (not O(h^2) like the
 # central one), so a subgradient is accepted within this band around the one-sided bracket.

@@ -91,3 +91,16 @@ def test_large_logits_stay_finite():
         backend.load([(w * 400, b) for w, b in params.initial_params(spec)])
         value, grads = backend.loss_and_grads(first_batch(spec))
         assert np.isfinite(value) and all(np.all(np.isfinite(g)) for p in grads for g in p)
+
+
+def test_kinks_are_counted_only_where_central_differences_fail():
+    """Zero biases put a dead row's next-layer ReLU exactly at its kink: counted and accepted
+    as a subgradient. A smooth net has no element excused as a kink."""
+    relu = fd_errors(spec_from(data={"name": "spirals", "n_samples": 40},
+                               model=mlp([(6, "relu"), (4, "relu")], (3, "softmax"))))
+    assert sum(c.kinks for c in relu) > 0
+    assert_close(relu)
+    smooth = fd_errors(spec_from(data={"name": "digits"}, model=mlp([(16, "tanh")],
+                                                                    (10, "softmax"))))
+    assert sum(c.kinks for c in smooth) == 0
+    assert_close(smooth)
