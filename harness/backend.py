@@ -104,3 +104,8 @@ class Backend(abc.ABC):
 def trainable_mask(spec: Spec) -> list[tuple[bool, bool]]:
     """Which (W, b) tensors the optimizer updates: all weights, biases unless frozen."""
     return [(True, layer.trainable_bias) for layer in spec.model.layers]
+
+
+def frozen_flags(spec: Spec) -> list[bool]:
+    """[W0, b0, W1, b1, ...]: True for the tensors that are constants (frozen biases)."""
+    return [not t for pair in trainable_mask(spec) for t in pair]

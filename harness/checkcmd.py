@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from harness import data, gradcheck, params
 from harness import tolerances as tol
-from harness.backend import trainable_mask
+from harness.backend import frozen_flags
 from harness.schema import SpecError
 from harness.spec import Spec
 from implementations import backend_class, missing_framework
@@ -23,7 +23,7 @@ def check_variant(spec: Spec, name: str) -> list[gradcheck.TensorCheck]:
     p0 = [(w.astype("float64"), b.astype("float64")) for w, b in params.initial_params(spec)]
     backend.load(p0)
     grads = backend.loss_and_grads(batch)[1]
-    frozen = [not t for pair in trainable_mask(spec) for t in pair]
+    frozen = frozen_flags(spec)
     return gradcheck.check(gradcheck.loss_fn(backend, batch), p0, grads, frozen)
 
 

@@ -124,7 +124,7 @@ def _check(args: argparse.Namespace) -> int:
     from harness.checkcmd import check_spec
 
     specs, _ = experiment.load(args.spec, None)
-    experiment.backend_names([args.backend], specs[0])
+    experiment.backend_names([args.backend], specs[0], option="--backend")
     return check_spec(specs, args.backend)
 
 

@@ -34,6 +34,9 @@ class Check:
     first_parameter: str | None = None    # first tensor (backprop order) out of tolerance
 
 
+DRIFT_MARKS = (1, 10, 100, 1_000, 10_000, 100_000)   # steps at which the drift is reported
+
+
 def backprop_order(names: list[str]) -> list[str]:
     """W2, b2, W1, b1, ...: the order in which backprop computes the gradients."""
     return sorted(names, key=lambda n: (-int(n[1:]), n[0] != "W"))
@@ -57,12 +60,10 @@ def _worst_of(rows: pd.DataFrame, check: str, backend: str, ref: str, rtol: floa
 
 
 def _loss_check(steps: pd.DataFrame, backend: str, ref: str, rtol: float) -> Check:
-    a = steps[steps.backend == backend].set_index("step").loss
-    b = steps[steps.backend == ref].set_index("step").loss
-    common = a.index.intersection(b.index)
+    common, a, b = _losses(steps, backend, ref)
     if common.empty:
         return Check("loss_curve", backend, ref, True, math.nan, rtol)
-    rel = loss_drift(a[common].to_numpy(), b[common].to_numpy())
+    rel = loss_drift(a, b)
     bad = np.flatnonzero(rel > rtol)
     worst = float(rel.max())
     if bad.size == 0:
@@ -79,43 +80,67 @@ def loss_drift(loss: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return np.where(ok_a & ok_b, rel, np.where(~ok_a & ~ok_b, 0.0, np.inf))
 
 
-def odd_one_out(g: pd.DataFrame, backends: list[str], rtol: float) -> str | None:
-    """The backend that disagrees with every other while they all agree among themselves
-    (gradients at the reference's parameters, finite differences counted as a voter)."""
-    if len(backends) < 3 and "finite_differences" not in set(g.compared_to):
+def _losses(steps: pd.DataFrame, a: str, b: str) -> tuple[pd.Index, np.ndarray, np.ndarray]:
+    """The steps both backends ran, with each one's loss there."""
+    la = steps[steps.backend == a].set_index("step").loss
+    lb = steps[steps.backend == b].set_index("step").loss
+    common = la.index.intersection(lb.index)
+    return common, la[common].to_numpy(), lb[common].to_numpy()
+
+
+def _pair_agrees(g: pd.DataFrame, steps: pd.DataFrame, a: str, b: str,
+                 t: tol.Tolerances) -> bool:
+    """Gradients at the same parameters and the loss curve agree between a and b."""
+    rows = g[(g.evaluated_at == "reference") & (((g.backend == a) & (g.compared_to == b)) |
+                                                 ((g.backend == b) & (g.compared_to == a)))]
+    _, la, lb = _losses(steps, a, b)
+    return bool((rows.max_rel_err <= t.grad_rtol).all() and
+                (loss_drift(la, lb) <= t.loss_rtol).all())
+
+
+def odd_one_out(g: pd.DataFrame, steps: pd.DataFrame, backends: list[str],
+                t: tol.Tolerances) -> str | None:
+    """The backend that disagrees (gradients or loss curve) with every other one while they
+    all agree among themselves; with two backends, the one whose gradient alone fails its
+    own finite differences."""
+    agree = {frozenset((a, b)): _pair_agrees(g, steps, a, b, t)
+             for i, a in enumerate(backends) for b in backends[i + 1:]}
+    if all(agree.values()):
         return None
-    pairs = g[g.evaluated_at == "reference"].groupby(["backend", "compared_to"]).max_rel_err.max()
+    if len(backends) >= 3:
+        for name in backends:
+            others = [b for b in backends if b != name]
+            if not any(agree[frozenset((name, o))] for o in others) and \
+                    all(agree[frozenset((a, b))] for i, a in enumerate(others)
+                        for b in others[i + 1:]):
+                return name
     fd = g[g.compared_to == "finite_differences"].groupby("backend").max_rel_err.max()
-    agree: dict[frozenset, bool] = {}
-    for (a, b), err in pairs.items():
-        agree[frozenset((a, b))] = bool(err <= rtol)
-    for name in backends:
-        if name in fd:
-            agree[frozenset((name, "finite_differences"))] = bool(fd[name] <= tol.FD_RTOL)
-    voters = [*backends, *(["finite_differences"] if len(fd) else [])]
-    if len(voters) < 3:
-        return None
-    for name in backends:
-        others = [v for v in voters if v != name]
-        alone = all(not agree.get(frozenset((name, o)), True) for o in others)
-        rest_agree = all(agree.get(frozenset((a, b)), True)
-                         for i, a in enumerate(others) for b in others[i + 1:])
-        if alone and rest_agree:
-            return name
-    return None
+    failing = [name for name in backends if name in fd and not fd[name] <= tol.FD_RTOL]
+    return failing[0] if len(failing) == 1 else None
 
 
 def drift_profile(steps: pd.DataFrame, backend: str, ref: str) -> list[list[float]]:
     """[step, worst relative loss difference up to that step] at steps 0, 1, 10, 100, ... and
     the last: how fast the curves part (float32 drift grows; float64 should stay flat)."""
-    a = steps[steps.backend == backend].set_index("step").loss
-    b = steps[steps.backend == ref].set_index("step").loss
-    common = a.index.intersection(b.index)
+    common, a, b = _losses(steps, backend, ref)
     if common.empty:
         return []
-    rel = np.maximum.accumulate(loss_drift(a[common].to_numpy(), b[common].to_numpy()))
-    marks = sorted({0, len(common) - 1, *(10**k for k in range(6) if 10**k < len(common))})
+    rel = np.maximum.accumulate(loss_drift(a, b))
+    marks = sorted({0, len(common) - 1, *(m for m in DRIFT_MARKS if m < len(common))})
     return [[int(common[i]), float(rel[i])] for i in marks]
+
+
+def early_stop_check(events: pd.DataFrame, backends: list[str], ref: str) -> Check:
+    """Early stopping is one rule applied to each backend: all must stop at the same step
+    (or none). `worst` is the spread of the stop steps; first_step is the earliest stop."""
+    stops = events[events.event == "early_stopped"] if len(events) else events
+    at = dict(zip(stops.backend, stops.step.astype(int), strict=True)) if len(stops) else {}
+    if not at:
+        return Check("early_stop", "all", ref, True, 0.0, 0.0)
+    same = set(at) == set(backends) and len(set(at.values())) == 1
+    spread = float(max(at.values()) - min(at.values())) if same else math.inf
+    return Check("early_stop", "all", ref, same, spread, 0.0,
+                 None if same else min(at.values()))
 
 
 def verdict(tables: dict[str, pd.DataFrame], backends: list[str],
@@ -135,8 +160,9 @@ def verdict(tables: dict[str, pd.DataFrame], backends: list[str],
         rows = p[(p.backend == name) & (p.compared_to == ref)].assign(step=-1)
         c = _worst_of(rows, "final_params", name, ref, t.param_rtol)
         checks.append(Check(**{**asdict(c), "first_step": None}))
+    checks.append(early_stop_check(tables["events"], backends, ref))
     return {"passed": all(c.passed for c in checks),
             "reference": ref,
-            "odd_one_out": odd_one_out(g, backends, t.grad_rtol),
+            "odd_one_out": odd_one_out(g, steps, backends, t),
             "checks": [asdict(c) for c in checks],
             "drift": {name: drift_profile(steps, name, ref) for name in others}}

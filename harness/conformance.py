@@ -25,7 +25,7 @@ import numpy as np
 
 from harness import closed_form, data, gradcheck, params
 from harness import tolerances as tol
-from harness.backend import Backend, trainable_mask
+from harness.backend import Backend, frozen_flags
 from harness.spec import DTYPES, Spec, from_dict
 from implementations import backend_class, missing_framework
 
@@ -168,7 +168,7 @@ def grads_vs_finite_differences(name: str) -> str:
     spec = _main(name)
     batch = _batches(spec, 1)[0]
     grads = _fresh(name, spec).loss_and_grads(batch)[1]
-    frozen = [not t for pair in trainable_mask(spec) for t in pair]
+    frozen = frozen_flags(spec)
     checks = gradcheck.check(gradcheck.loss_fn(_fresh(name, spec), batch),
                              params.initial_params(spec), grads, frozen)
     worst = max(checks, key=lambda c: c.max_rel_err)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness import datasets
-from harness.spec import Spec
+from harness.spec import Spec, planned_steps
 
 
 def derive_seed(seed: int, purpose: str) -> int:
@@ -96,7 +96,7 @@ def plan(spec: Spec, n_train: int) -> Plan:
     size = spec.training.batch_size or n_train
     per_epoch = math.ceil(n_train / size)
     epochs = spec.training.epochs or math.ceil(spec.training.steps / per_epoch)
-    total = spec.training.steps or epochs * per_epoch
+    total = planned_steps(spec)
     full_batch = size >= n_train
     indices, epoch_of = [], []
     for epoch in range(epochs):

@@ -17,11 +17,13 @@ DEFAULT_BACKENDS = ("numpy", "torch", "jax")
 RESULTS_ROOT = Path("results")
 
 
-def backend_names(requested: list[str] | None, spec: Spec) -> list[str]:
-    """--backends, else the spec's `backends`, else the defaults; unknown names are errors."""
+def backend_names(requested: list[str] | None, spec: Spec,
+                  option: str = "--backends") -> list[str]:
+    """`option`'s names, else the spec's `backends`, else the defaults; unknown names are
+    errors naming where they came from."""
     names = list(requested or spec.backends or DEFAULT_BACKENDS)
     known = registry()
-    where = "--backends" if requested else "backends"
+    where = option if requested else "backends"
     for i, name in enumerate(names):
         at = where if requested else f"{where}[{i}]"
         if name not in known:

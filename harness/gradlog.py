@@ -71,7 +71,7 @@ def compare_at_step(step: int, batch: Batch, lanes: list, frozen: list[bool],
 def oracle_rows(step: int, probe64: Backend, params: Params, batch: Batch,
                 frozen: list[bool], name: str, full: bool) -> list[Row]:
     """The backend's float64 gradient vs finite differences of its own float64 loss: every
-    element for the reference (`full`), random directions for the others (two loss
+    element for the reference (`full`, on small nets), random directions otherwise (two loss
     evaluations per direction instead of two per parameter: any wrong derivative still shows)."""
     batch64 = gradcheck.as_float64(batch)
     p64 = [(w.astype(np.float64), b.astype(np.float64)) for w, b in params]
@@ -81,4 +81,5 @@ def oracle_rows(step: int, probe64: Backend, params: Params, batch: Batch,
                              full=full)
     return [{"step": step, "parameter": c.parameter, "backend": name,
              "compared_to": "finite_differences", "evaluated_at": c.method,
-             "max_abs_err": c.max_abs_err, "max_rel_err": c.max_rel_err} for c in checks]
+             "max_abs_err": c.max_abs_err, "max_rel_err": c.max_rel_err, "kinks": c.kinks}
+            for c in checks]

@@ -49,10 +49,16 @@ def owned(folder: Path) -> bool:
 
 
 def check_target(out: Path, force: bool) -> None:
-    """Refuse, before any work is done, to replace a folder the harness did not create."""
+    """Refuse, before any work is done, to replace a folder the harness did not create, or
+    to write where no folder can be made."""
     if out.exists() and not force and (not out.is_dir() or not owned(out)):
         raise ResultsError(f"{out}: exists and was not written by backprop-harness "
                            "(use --force to replace it)")
+    parent = out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ResultsError(f"{out}: cannot be created ({parent} is not a writable folder)")
 
 
 def write(out: Path, frames: dict[str, pd.DataFrame], summary: dict, meta: dict,
@@ -80,13 +86,15 @@ def _swap(tmp: Path, out: Path) -> None:
         os.replace(tmp, out)
         return
     old = Path(tempfile.mkdtemp(prefix=f".old-{out.name}-", dir=out.parent))
-    os.replace(out, old / out.name)
     try:
-        os.replace(tmp, out)
-    except BaseException:
-        os.replace(old / out.name, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old / out.name)
+        try:
+            os.replace(tmp, out)
+        except BaseException:
+            os.replace(old / out.name, out)
+            raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -96,13 +104,26 @@ def _read_table(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"variant": str, "dtype": str}).fillna({"variant": ""})
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ResultsError(f"{path}: cannot be read as JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise ResultsError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
 def read(folder: Path) -> tuple[dict[str, pd.DataFrame], dict, dict]:
-    """The stored tables, summary and provenance of a results folder."""
+    """The stored tables, summary and provenance of a results folder; anything unreadable
+    is a one-line ResultsError, not a traceback."""
     if not (folder / "summary.json").is_file():
         raise ResultsError(f"{folder}: not a results folder (no summary.json)")
-    frames = {}
-    for name in TABLES:
-        path = folder / f"{name}.csv"
-        frames[name] = _read_table(path)
-    return (frames, json.loads((folder / "summary.json").read_text()),
-            json.loads((folder / "meta.json").read_text()))
+    summary, meta = _read_json(folder / "summary.json"), _read_json(folder / "meta.json")
+    if not isinstance(summary.get("variants"), list):
+        raise ResultsError(f"{folder / 'summary.json'}: has no list of variants")
+    try:
+        frames = {name: _read_table(folder / f"{name}.csv") for name in TABLES}
+    except (OSError, ValueError) as err:
+        raise ResultsError(f"{folder}: a table cannot be read ({err})") from None
+    return frames, summary, meta

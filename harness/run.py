@@ -16,7 +16,7 @@ import pandas as pd
 
 from harness import compare, data, gradcheck, gradlog, params
 from harness import tolerances as tol
-from harness.backend import Backend, trainable_mask
+from harness.backend import Backend, frozen_flags
 from harness.progress import bars
 from harness.spec import Spec
 from implementations import backend_class, missing_framework
@@ -85,10 +85,15 @@ def _lane(name: str, spec: Spec, device: str, p0: params.Params, rec: Record) ->
     return Lane(name, backend, probe, probe64)
 
 
+BCE_DECISION = 0.5                        # a sigmoid output above this predicts class 1
+
+
 def accuracy(outputs: np.ndarray, labels: np.ndarray | None, loss: str) -> float:
+    """Fraction of correct predictions (NaN for regression)."""
     if labels is None:
         return math.nan
-    pred = (outputs[:, 0] > 0.5).astype(int) if loss == "bce" else outputs.argmax(axis=1)
+    pred = (outputs[:, 0] > BCE_DECISION).astype(int) if loss == "bce" \
+        else outputs.argmax(axis=1)
     return float(np.mean(pred == labels))
 
 
@@ -113,12 +118,13 @@ def _epoch_end(lane: Lane, spec: Spec, ds: data.Dataset, row: dict) -> None:
 
 
 def _check_gradients(rec: Record, lanes: list[Lane], step: int, batch: data.Batch) -> None:
-    frozen = [not t for pair in trainable_mask(rec.spec) for t in pair]
+    frozen = frozen_flags(rec.spec)
     active = [lane for lane in lanes if lane.active]
     if not active:
         return
     t0 = time.perf_counter()
-    rows, norms, own = gradlog.compare_at_step(step, batch, active, frozen, oracle=step == 0)
+    oracle = step == rec.spec.training.grad_check_steps[0]
+    rows, norms, own = gradlog.compare_at_step(step, batch, active, frozen, oracle=oracle)
     rec.add("timings", {"backend": HARNESS, "phase": "checks",
                         "seconds": time.perf_counter() - t0})
     rec.add("gradients", rows)
@@ -162,8 +168,8 @@ def run_variant(spec: Spec, names: list[str], device: str = "cpu",
                     _step(rec, lane, step, int(plan.epochs[step]), batch, epoch_ends, ds, bar)
             if not any(lane.active for lane in lanes):
                 break
-    t0 = time.perf_counter()
-    _finish(rec, lanes, ds)
+        t0 = time.perf_counter()
+        _finish(rec, lanes, ds)
     rec.add("timings", {"backend": HARNESS, "phase": "checks", "seconds": time.perf_counter() - t0})
     return rec
 

@@ -280,16 +280,28 @@ def _batch_size(t: Table) -> int | None:
 def _check_run(spec: Spec) -> None:
     """Rules across tables: early stopping needs validation rows; the run has a bounded length
     (the batch plan of every step is built before training starts)."""
-    n_train, n_val, _ = datasets.split_sizes(spec.data)
+    n_val = datasets.split_sizes(spec.data)[1]
     rule = spec.training.early_stopping
     if rule is not None and n_val == 0:
         raise SpecError("training.early_stopping", "needs validation data, but the split has "
                         "no validation rows (allowed: only with data.validation > 0)")
-    batch = spec.training.batch_size or n_train
-    total = spec.training.steps or spec.training.epochs * -(-n_train // batch)
+    total = planned_steps(spec)
     if total > MAX_STEPS:
         key = "training.steps" if spec.training.steps else "training.epochs"
         raise SpecError(key, f"the run would take {total} steps (allowed: at most {MAX_STEPS})")
+    checks = spec.training.grad_check_steps
+    if not checks or checks[-1] >= total:
+        got = "none" if not checks else f"step {checks[-1]}"
+        raise SpecError("training.grad_check_steps", f"{got} is not a step of this run "
+                        f"(allowed: at least one of 0 .. {total - 1}; the first also runs the "
+                        "finite-difference oracle)")
+
+
+def planned_steps(spec: Spec) -> int:
+    """Optimizer steps the run takes (before early stopping): `steps`, or epochs x batches."""
+    n_train = datasets.split_sizes(spec.data)[0]
+    batch = min(spec.training.batch_size or n_train, n_train)
+    return spec.training.steps or spec.training.epochs * -(-n_train // batch)
 
 
 def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Spec:

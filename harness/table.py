@@ -41,6 +41,10 @@ def rows(summary: dict) -> tuple[list[str], list[list[str]]]:
 def notes(summary: dict) -> list[str]:
     """Lines under the table: odd one out, divergence, skipped backends."""
     lines = []
+    for check in summary.get("checks", []):
+        if check["check"] == "early_stop" and not check["passed"]:
+            lines.append(f"early stopping: the backends stopped at different steps (first at "
+                         f"step {check['first_step']}): FAIL")
     if summary.get("odd_one_out"):
         lines.append(f"odd one out: {summary['odd_one_out']} (every other backend and the "
                      "finite differences agree without it)")

@@ -3,8 +3,10 @@
 - NumPy's BLAS: threadpoolctl (if installed) limits the live pools; OMP/OPENBLAS/MKL env vars
   cover child processes.
 - torch: `torch.set_num_threads` once torch is imported (intra-op), applied by `apply`.
-- XLA (JAX): `XLA_FLAGS` must be set before JAX creates its CPU client, so `configure` must
-  run before the first JAX backend is built.
+- XLA (JAX) has no flag for a thread count: its CPU pool is sized from the cores the process
+  may run on. So with fewer threads than cores, the process is pinned (CPU affinity) to that
+  many cores, which limits every framework alike; with one thread XLA's Eigen pool is also
+  switched off (`--xla_cpu_multi_thread_eigen=false`, set before JAX starts).
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ def configure(threads: int) -> None:
     """Set thread counts for NumPy's BLAS and (before it starts) XLA; torch follows in apply."""
     for var in ENV_VARS:
         os.environ[var] = str(threads)
-    if "jax" not in sys.modules:
-        single = "false" if threads == 1 else "true"
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if threads < len(cores):
+        os.sched_setaffinity(0, set(cores[:threads]))
+    if threads == 1 and "jax" not in sys.modules:
         flags = os.environ.get("XLA_FLAGS", "")
-        os.environ["XLA_FLAGS"] = (f"{flags} --xla_cpu_multi_thread_eigen={single} "
-                                   f"intra_op_parallelism_threads={threads}").strip()
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
     try:
         from threadpoolctl import threadpool_limits
 

@@ -7,7 +7,7 @@ import pytest
 
 from harness import gradcheck, params
 from harness import tolerances as tol
-from harness.backend import trainable_mask
+from harness.backend import frozen_flags
 from implementations.numpy_manual import NumpyManual
 from tests.conftest import first_batch, mlp, spec_from
 
@@ -24,7 +24,7 @@ def fd_errors(spec) -> list[gradcheck.TensorCheck]:
     p0 = params.initial_params(spec)
     backend.load(p0)
     grads = backend.loss_and_grads(batch)[1]
-    frozen = [not t for pair in trainable_mask(spec) for t in pair]
+    frozen = frozen_flags(spec)
     return gradcheck.check(gradcheck.loss_fn(NumpyManual(spec), batch), p0, grads, frozen)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import harness.run as run_module
@@ -48,7 +49,7 @@ def test_all_backends_agree_in_float64():
     assert summary["passed"], summary
     assert summary["odd_one_out"] is None
     assert {c["check"] for c in summary["checks"]} == {"gradients", "oracle", "loss_curve",
-                                                       "final_params"}
+                                                       "final_params", "early_stop"}
 
 
 def test_broken_backend_is_named_with_parameter_and_first_step(with_broken):
@@ -124,3 +125,36 @@ def test_unsupported_backend_is_skipped_with_reason():
     assert ok[0] == "numpy"
     if "torch" in skipped:
         assert "folded" in skipped["torch"]
+
+
+class ScaledLoss(NumpyManual):
+    """Right gradients, wrong loss value (x 1.001): only the loss curve can catch it."""
+    name: ClassVar[str] = "broken"
+
+    def train_step(self, batch):
+        return 1.001 * super().train_step(batch)
+
+
+def test_odd_one_out_from_the_loss_curve(monkeypatch):
+    names = ["numpy", *available("torch", "jax"), "broken"]
+    if len(names) < 3:
+        pytest.skip("needs two backends besides the broken one")
+    monkeypatch.setattr(run_module, "backend_class",
+                        lambda n: ScaledLoss if n == "broken" else backend_class(n))
+    monkeypatch.setattr(run_module, "missing_framework",
+                        lambda n: None if n == "broken" else missing_framework(n))
+    summary = run.summarize(run.run_variant(SPEC, names, progress=False))
+    grads = [c for c in summary["checks"] if c["check"] == "gradients"]
+    assert all(c["passed"] for c in grads)
+    assert summary["odd_one_out"] == "broken"
+
+
+def test_early_stopping_at_different_steps_fails():
+    from harness.compare import early_stop_check
+
+    events = pd.DataFrame([{"backend": "numpy", "step": 30, "event": "early_stopped"},
+                           {"backend": "torch", "step": 42, "event": "early_stopped"}])
+    check = early_stop_check(events, ["numpy", "torch"], "numpy")
+    assert not check.passed and check.first_step == 30
+    same = events.assign(step=30)
+    assert early_stop_check(same, ["numpy", "torch"], "numpy").passed

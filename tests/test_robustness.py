@@ -87,3 +87,26 @@ def test_numpy_alone_runs_and_plots(tmp_path):
                           text=True, timeout=300)
     assert plot.returncode == 0, plot.stderr
     assert (out / "loss_curves.png").is_file()
+
+
+@pytest.mark.parametrize("damage", ["bad_json", "no_meta", "not_an_object"])
+def test_damaged_results_folder_is_a_one_line_error(previous, damage):
+    if damage == "bad_json":
+        (previous / "summary.json").write_text("{bad")
+    elif damage == "no_meta":
+        (previous / "meta.json").unlink()
+    else:
+        (previous / "summary.json").write_text("[1, 2]")
+    for command in ("plot", "report"):
+        proc = harness(command, str(previous))
+        assert proc.returncode == 2, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_unwritable_out_is_refused_before_training(tmp_path):
+    spec = tmp_path / "small.toml"
+    spec.write_text(SMALL)
+    (tmp_path / "afile").write_text("")
+    proc = harness("run", str(spec), "--backends", "numpy", "--out", str(tmp_path / "afile/x"))
+    assert proc.returncode == 2 and "cannot be created" in proc.stderr
+    assert "Traceback" not in proc.stderr
