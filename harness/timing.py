@@ -31,7 +31,7 @@ class Protocol:
     warmup: int = 3                       # untimed calls after the first
     rounds: int = 15                      # interleaved rounds; one sample per backend each
     min_sample_seconds: float = 0.02      # repeat a call until a sample is this long
-    settle_seconds: float = 0.12          # untimed pause after each sample: thread pools that
+    settle_seconds: float = 0.3           # untimed pause after each sample: thread pools that
                                           # spin after their work (OpenMP, Eigen) go idle
                                           # before the next contestant's clock starts
 
