@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from harness import data, gradcheck, params
+from harness import gradcheck
 from harness import tolerances as tol
-from harness.backend import frozen_flags
 from harness.schema import SpecError
 from harness.spec import Spec
 from implementations import backend_class, missing_framework
@@ -17,14 +16,7 @@ def check_variant(spec: Spec, name: str) -> list[gradcheck.TensorCheck]:
     reason = missing_framework(name) or cls.unsupported(spec)
     if reason:
         raise SpecError("--backend", reason)
-    ds = data.prepare(spec)
-    batch = gradcheck.as_float64(data.train_batch(spec, ds, data.plan(spec, len(ds.train.x)), 0))
-    backend = gradcheck.float64_backend(cls, spec)
-    p0 = [(w.astype("float64"), b.astype("float64")) for w, b in params.initial_params(spec)]
-    backend.load(p0)
-    grads = backend.loss_and_grads(batch)[1]
-    frozen = frozen_flags(spec)
-    return gradcheck.check(gradcheck.loss_fn(backend, batch), p0, grads, frozen)
+    return gradcheck.check_at_start(cls, spec)
 
 
 def check_spec(specs: list[Spec], name: str) -> int:

@@ -25,7 +25,7 @@ import numpy as np
 
 from harness import closed_form, data, gradcheck, params
 from harness import tolerances as tol
-from harness.backend import Backend, frozen_flags
+from harness.backend import Backend
 from harness.spec import DTYPES, Spec, from_dict
 from implementations import backend_class, missing_framework
 
@@ -94,15 +94,11 @@ def _batches(spec: Spec, steps: int) -> list[data.Batch]:
     return [data.train_batch(spec, ds, plan, s) for s in range(steps)]
 
 
-def _flat(p: params.Params) -> list[np.ndarray]:
-    return [t for pair in p for t in pair]
-
-
 def _within(what: str, a: params.Params, b: params.Params, rtol: float) -> float:
     """The largest relative error between matching tensors of `a` and `b`, asserted <= rtol."""
     names = gradcheck.parameter_names(len(a))
-    errs = {n: gradcheck.errors(x, y)[1] for n, x, y in zip(names, _flat(a), _flat(b),
-                                                            strict=True)}
+    pairs = zip(names, params.flatten(a), params.flatten(b), strict=True)
+    errs = {n: gradcheck.errors(x, y)[1] for n, x, y in pairs}
     where = max(errs, key=errs.__getitem__)
     assert errs[where] <= rtol, f"{what}: {where} rel err {errs[where]:.2e} > {rtol:g}"
     return errs[where]
@@ -116,7 +112,8 @@ def _close(what: str, value: float, want: float, rtol: float) -> float:
 
 def _identical(what: str, a: params.Params, b: params.Params) -> None:
     """Every tensor of `a` equals `b`'s bit for bit, dtype included."""
-    for n, x, y in zip(gradcheck.parameter_names(len(a)), _flat(a), _flat(b), strict=True):
+    names = gradcheck.parameter_names(len(a))
+    for n, x, y in zip(names, params.flatten(a), params.flatten(b), strict=True):
         assert x.dtype == y.dtype, f"{what}: {n} has dtype {x.dtype}, expected {y.dtype}"
         assert np.array_equal(x, y), f"{what}: {n} differs"
 
@@ -129,7 +126,7 @@ def params_roundtrip(name: str, dtype: str) -> str:
     _identical("params() after load(p)", backend.params(), p0)
     backend.params()[0][0][...] += 1.0            # the caller's copy, not the backend's state
     _identical("params() after mutating a returned array", backend.params(), p0)
-    return f"{len(_flat(p0))} tensors returned exactly, {dtype}"
+    return f"{len(params.flatten(p0))} tensors returned exactly, {dtype}"
 
 
 def grad_shapes(name: str, dtype: str) -> str:
@@ -137,8 +134,8 @@ def grad_shapes(name: str, dtype: str) -> str:
     spec = _main(name, dtype)
     value, grads = _fresh(name, spec).loss_and_grads(_batches(spec, 1)[0])
     assert isinstance(value, float), f"loss is {type(value).__name__}, expected float"
-    for n, g, p in zip(gradcheck.parameter_names(len(grads)), _flat(grads),
-                       _flat(params.initial_params(spec)), strict=True):
+    for n, g, p in zip(gradcheck.parameter_names(len(grads)), params.flatten(grads),
+                       params.flatten(params.initial_params(spec)), strict=True):
         assert (g.shape, g.dtype) == (p.shape, p.dtype), \
             f"{n}: gradient {g.shape} {g.dtype}, parameter {p.shape} {p.dtype}"
     return f"shapes and {dtype} dtypes match the parameters"
@@ -165,12 +162,7 @@ def loss_and_grads_pure(name: str) -> str:
 
 def grads_vs_finite_differences(name: str) -> str:
     """The gradient is the slope of the backend's own loss (harness.gradcheck, float64)."""
-    spec = _main(name)
-    batch = _batches(spec, 1)[0]
-    grads = _fresh(name, spec).loss_and_grads(batch)[1]
-    frozen = frozen_flags(spec)
-    checks = gradcheck.check(gradcheck.loss_fn(_fresh(name, spec), batch),
-                             params.initial_params(spec), grads, frozen)
+    checks = gradcheck.check_at_start(backend_class(name), _main(name))
     worst = max(checks, key=lambda c: c.max_rel_err)
     assert worst.max_rel_err <= tol.FD_RTOL, \
         f"{worst.parameter}: rel err {worst.max_rel_err:.2e} > {tol.FD_RTOL:g}"

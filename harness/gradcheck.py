@@ -142,6 +142,22 @@ def check(f: LossFn, params: Params, grads: Params, frozen: list[bool], seed: in
     return out
 
 
+def check_at_start(backend_cls: type, spec: Spec) -> list[TensorCheck]:
+    """The backend's float64 gradient at the initial parameters on the first training batch
+    (its dropout masks included, so both sides of every difference see the same network),
+    against finite differences of its own loss."""
+    from harness import data, params
+    from harness.backend import frozen_flags
+
+    ds = data.prepare(spec)
+    batch = as_float64(data.train_batch(spec, ds, data.plan(spec, len(ds.train.x)), 0))
+    backend = float64_backend(backend_cls, spec)
+    p0 = [(w.astype(np.float64), b.astype(np.float64)) for w, b in params.initial_params(spec)]
+    backend.load(p0)
+    grads = backend.loss_and_grads(batch)[1]
+    return check(loss_fn(backend, batch), p0, grads, frozen_flags(spec))
+
+
 def as_float64(batch: Batch) -> Batch:
     return Batch(batch.x.astype(np.float64), batch.y.astype(np.float64),
                  tuple(None if m is None else m.astype(np.float64) for m in batch.masks))

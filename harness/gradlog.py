@@ -12,24 +12,20 @@ import numpy as np
 from harness import gradcheck
 from harness.backend import Backend
 from harness.data import Batch
-from harness.params import Params
+from harness.params import Params, flatten
 
 Row = dict[str, object]
 
 
-def _flat(grads: Params) -> list[np.ndarray]:
-    return [g for pair in grads for g in pair]
-
-
 def finite(grads: Params) -> bool:
-    return all(np.all(np.isfinite(g)) for g in _flat(grads))
+    return all(np.all(np.isfinite(g)) for g in flatten(grads))
 
 
 def pair_rows(step: int, a: str, b: str, ga: Params, gb: Params, at: str) -> list[Row]:
     """One row per tensor: backend `a` compared to backend `b`."""
     names = gradcheck.parameter_names(len(ga))
     rows = []
-    for name, x, y in zip(names, _flat(ga), _flat(gb), strict=True):
+    for name, x, y in zip(names, flatten(ga), flatten(gb), strict=True):
         abs_err, rel_err = gradcheck.errors(x, y)
         rows.append({"step": step, "parameter": name, "backend": a, "compared_to": b,
                      "evaluated_at": at, "max_abs_err": abs_err, "max_rel_err": rel_err})
@@ -40,7 +36,7 @@ def norm_rows(step: int, backend: str, grads: Params) -> list[Row]:
     names = gradcheck.parameter_names(len(grads))
     return [{"backend": backend, "step": step, "parameter": name,
              "norm": float(np.linalg.norm(np.asarray(g, np.float64)))}
-            for name, g in zip(names, _flat(grads), strict=True)]
+            for name, g in zip(names, flatten(grads), strict=True)]
 
 
 def compare_at_step(step: int, batch: Batch, lanes: list, frozen: list[bool],

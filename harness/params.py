@@ -114,5 +114,10 @@ def _array(name: str, arrays: dict[str, np.ndarray], key: str, shape: tuple) -> 
     return arr.astype(np.float64)
 
 
+def flatten(params: Params) -> list[np.ndarray]:
+    """[W0, b0, W1, b1, ...]: the order gradcheck.parameter_names names them in."""
+    return [t for pair in params for t in pair]
+
+
 def copy(params: Params) -> Params:
     return [(w.copy(), b.copy()) for w, b in params]

@@ -68,10 +68,6 @@ class Plot:
     draw: Callable[[], Figure]
 
 
-def load(folder: Path) -> tuple[dict[str, pd.DataFrame], dict, dict]:
-    """The folder's tables, summary and provenance (see `harness.results.read`)."""
-    return results.read(folder)
-
 
 def variants(frames: dict[str, pd.DataFrame], summary: dict) -> list[Variant]:
     """Every sweep point in the order it ran, with its slice of every table."""
@@ -154,7 +150,7 @@ def save(fig: Figure, path: Path) -> None:
 def plot_folder(folder: Path | str) -> list[Path]:
     """Draw every figure of a results folder into it; the paths of the PNGs written."""
     folder = Path(folder)
-    frames, summary, _ = load(folder)
+    frames, summary, _ = results.read(folder)
     paths = []
     for p in plan(frames, summary):
         save(p.draw(), folder / p.file)

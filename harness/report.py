@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import plot_kinds, plots, table
+from harness import plot_kinds, plots, results, table
 from harness.plots import Plot, Variant
 
 REPORT = "report.md"
@@ -209,7 +209,7 @@ def render(frames: dict[str, pd.DataFrame], summary: dict, meta: dict,
 def write_report(folder: Path | str) -> Path:
     """Write folder/report.md (drawing any missing plot first); its path."""
     folder = Path(folder)
-    frames, summary, meta = plots.load(folder)
+    frames, summary, meta = results.read(folder)
     found = plots.plan(frames, summary)
     if not all((folder / p.file).is_file() for p in found):
         plots.plot_folder(folder)

@@ -218,11 +218,9 @@ def _finish(rec: Record, lanes: list[Lane], ds: data.Dataset) -> None:
 
 def _param_rows(a: params.Params, b: params.Params) -> list[dict]:
     names = gradcheck.parameter_names(len(a))
-    flat_a = [t for pair in a for t in pair]
-    flat_b = [t for pair in b for t in pair]
     return [dict(zip(("parameter", "max_abs_err", "max_rel_err"),
                      (n, *gradcheck.errors(x, y)), strict=True))
-            for n, x, y in zip(names, flat_a, flat_b, strict=True)]
+            for n, x, y in zip(names, params.flatten(a), params.flatten(b), strict=True)]
 
 
 def summarize(rec: Record) -> dict:

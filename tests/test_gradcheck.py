@@ -7,7 +7,6 @@ import pytest
 
 from harness import gradcheck, params
 from harness import tolerances as tol
-from harness.backend import frozen_flags
 from implementations.numpy_manual import NumpyManual
 from tests.conftest import first_batch, mlp, spec_from
 
@@ -19,13 +18,7 @@ HEADS = [("cross_entropy", "softmax", "spirals", 3), ("bce", "sigmoid", "moons",
 
 
 def fd_errors(spec) -> list[gradcheck.TensorCheck]:
-    batch = gradcheck.as_float64(first_batch(spec))
-    backend = NumpyManual(spec)
-    p0 = params.initial_params(spec)
-    backend.load(p0)
-    grads = backend.loss_and_grads(batch)[1]
-    frozen = frozen_flags(spec)
-    return gradcheck.check(gradcheck.loss_fn(NumpyManual(spec), batch), p0, grads, frozen)
+    return gradcheck.check_at_start(NumpyManual, spec)
 
 
 def assert_close(checks):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from matplotlib import image
 
-from harness import plots
+from harness import plots, results
 
 SPEC = """name = "plots_small"
 seed = 1
@@ -168,7 +168,7 @@ def test_variant_labels_become_safe_distinct_file_names():
 
 
 def test_every_figure_has_a_title_axis_labels_and_a_legend(single):
-    frames, summary, _ = plots.load(single)
+    frames, summary, _ = results.read(single)
     for plot in plots.plan(frames, summary):
         fig = plot.draw()
         assert summary["experiment"] in fig.get_suptitle(), plot.file
