@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 
 from harness import gradcheck, params
 from harness import tolerances as tol
-from harness.backend import frozen_flags
 from harness.spec import from_dict
 from implementations import backend_class, missing_framework
 from implementations.numpy_manual import NumpyManual
@@ -21,18 +20,26 @@ HEADS = {"cross_entropy": (["softmax"], "spirals", 3), "bce": (["sigmoid"], "moo
          "mse": (["sigmoid", "tanh", "identity"], "sine", 1),
          "half_sse": (["sigmoid", "identity", "leaky_relu"], "spirals", 3)}
 OTHERS = [n for n in ("torch", "jax") if missing_framework(n) is None]
+# Biases bounded away from 0 for the finite-difference property. With zero biases a dropped
+# or dead row puts the next layer's pre-activations exactly at 0: several ReLUs sit on their
+# kinks at once, autodiff's relu'(0) = 0 is then not between the one-sided slopes, and
+# "equals finite differences" is undefined there (the single-kink case is covered in
+# test_gradcheck.py). Agreement between backends is still tested at zero biases.
+BIAS = st.floats(0.05, 0.5).flatmap(lambda b: st.sampled_from([b, -b]))
 SETTINGS = settings(max_examples=12, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite
-def specs(draw):
+def specs(draw, away_from_kinks: bool = False):
     loss = draw(st.sampled_from(sorted(HEADS)))
     outs, dataset, size = HEADS[loss]
     depth = draw(st.integers(1, 3))
     layers = [{"size": draw(st.integers(1, 6)), "activation": draw(st.sampled_from(HIDDEN)),
                "drop_prob": draw(st.sampled_from([0.0, 0.0, 0.25]))} for _ in range(depth)]
     layers.append({"size": size, "activation": draw(st.sampled_from(outs))})
+    for layer in layers if away_from_kinks else ():
+        layer["bias"] = draw(st.lists(BIAS, min_size=layer["size"], max_size=layer["size"]))
     raw = {"name": "prop", "seed": draw(st.integers(0, 2**31)),
            "data": {"name": dataset, "n_samples": 40},
            "model": {"layers": layers, "init": draw(st.sampled_from(
@@ -44,15 +51,9 @@ def specs(draw):
 
 
 @SETTINGS
-@given(specs())
+@given(specs(away_from_kinks=True))
 def test_numpy_gradients_match_finite_differences(spec):
-    batch = gradcheck.as_float64(first_batch(spec))
-    backend = NumpyManual(spec)
-    p0 = params.initial_params(spec)
-    backend.load(p0)
-    frozen = frozen_flags(spec)
-    checks = gradcheck.check(gradcheck.loss_fn(NumpyManual(spec), batch), p0,
-                             backend.loss_and_grads(batch)[1], frozen)
+    checks = gradcheck.check_at_start(NumpyManual, spec)
     assert max(c.max_rel_err for c in checks) <= tol.FD_RTOL, checks
 
 
