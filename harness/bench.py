@@ -103,17 +103,20 @@ def contestant(name: str, shape: Shape, dtype: str, device: str = "cpu") -> timi
     return timing.local(name, lambda: backend.train_step(batch), backend.sync)
 
 
-def bench_shape(names: list[str], shape: Shape, dtype: str, protocol: timing.Protocol,
-                pool: dict[str, workers.Worker] | None = None,
-                device: str = "cpu") -> dict[str, timing.Timing]:
-    """Timings of the roofline and every backend at one shape and dtype: each in its own
-    worker process when `pool` is given, else all in this process."""
+def bench_grid(names: list[str], points: list[tuple[Shape, str]], protocol: timing.Protocol,
+               pool: dict[str, workers.Worker] | None = None,
+               device: str = "cpu") -> list[dict[str, timing.Timing]]:
+    """Timings of the roofline and every backend at each (shape, dtype) point, all points
+    interleaved round by round: each contestant in its own worker process when `pool` is
+    given, else all in this process."""
     everyone = [ROOFLINE, *names]
     if pool is None:
-        contestants = [contestant(n, shape, dtype, device) for n in everyone]
+        grid = [[contestant(n, shape, dtype, device) for n in everyone]
+                for shape, dtype in points]
     else:
-        contestants = [pool[n].build(shape, dtype, device) for n in everyone]
-    return timing.measure(contestants, protocol)
+        grid = [[pool[n].build(shape, dtype, device) for n in everyone]
+                for shape, dtype in points]
+    return timing.measure_grid(grid, protocol)
 
 
 def start_workers(names: list[str], n_threads: int) -> dict[str, workers.Worker]:
@@ -121,14 +124,16 @@ def start_workers(names: list[str], n_threads: int) -> dict[str, workers.Worker]
 
 
 def rows(shape: Shape, dtype: str, timings: dict[str, timing.Timing]) -> list[dict]:
-    """One tidy row per backend (and the roofline) at this shape."""
-    roof = timings[ROOFLINE].median
+    """One tidy row per backend (and the roofline) at this shape. The roofline fraction is
+    paired like every ratio: roofline time / backend time within a round, median over rounds
+    (a ratio of two medians would let the machine's drift between rounds into it)."""
+    roof = timings[ROOFLINE].samples
     ratio = timing.ratios_to_fastest({k: v for k, v in timings.items() if k != ROOFLINE})
     out = []
     for name, t in timings.items():
         out.append({"shape": shape.label, "dtype": dtype, "backend": name,
                     "gflop_per_step": shape.flops / 1e9, "median_s": t.median, "iqr_s": t.iqr,
                     "first_call_s": t.first_call, "gflops": shape.flops / t.median / 1e9,
-                    "roofline_fraction": roof / t.median,
+                    "roofline_fraction": timing.paired_ratio(roof, t.samples),
                     "ratio_to_fastest": ratio.get(name, np.nan), "rounds": len(t.samples)})
     return out

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness import bench, provenance, results, threads, timing
+from harness import bench, bench_repro, provenance, results, threads, timing
+from harness.schema import SpecError
 from implementations import missing_framework
 
 # The issue's targets, checked and reported by every bench run.
@@ -23,8 +24,7 @@ def numpy_vs_frameworks(timings: dict[str, timing.Timing]) -> float:
     others = [timings[n].samples for n in FRAMEWORKS if n in timings]
     if "numpy" not in timings or not others:
         return np.nan
-    fastest = np.min(np.array(others), axis=0)
-    return float(np.median(np.array(timings["numpy"].samples) / fastest))
+    return timing.paired_ratio(timings["numpy"].samples, np.min(np.array(others), axis=0))
 
 
 def targets(df: pd.DataFrame, vs: pd.DataFrame) -> dict:
@@ -57,12 +57,28 @@ def print_table(df: pd.DataFrame, vs: pd.DataFrame) -> None:
         print(f"{r.shape:>36} {r.dtype:>7} {r.numpy_vs_fastest_framework:8.2f}")
 
 
+def baseline_ratios(folder: Path | None, shapes: list[bench.Shape],
+                    dtypes: list[str]) -> pd.DataFrame | None:
+    """The baseline's ratios at this run's shapes and dtypes, checked before any timing."""
+    if folder is None:
+        return None
+    table = bench_repro.load_baseline(folder)
+    planned = {(s.label, d) for s in shapes for d in dtypes}
+    table = table[[(s, d) in planned for s, d in zip(table["shape"], table.dtype, strict=True)]]
+    if table.empty:
+        raise SpecError("--baseline", f"{folder} shares no shape and dtype with this run "
+                                      "(allowed: a bench folder measured on the same grid)")
+    return table
+
+
 def run_bench(shapes: list[str], dtypes: list[str], names: list[str], rounds: int,
               n_threads: int, in_process: bool, out: Path, force: bool,
-              device: str = "cpu") -> int:
-    """Benchmark, print, write results/bench/ (bench.csv, summary.json, meta.json, bench.png)."""
+              device: str = "cpu", baseline: Path | None = None) -> int:
+    """Benchmark, print, write results/bench/ (bench.csv, summary.json, meta.json, bench.png);
+    with a baseline folder, also reproducibility.csv: every ratio against the baseline's."""
     parsed = [bench.Shape.parse(s) for s in shapes]
     results.check_target(out, force)
+    before = baseline_ratios(baseline, parsed, dtypes)
     threads.configure(n_threads)
     skipped = {n: r for n in names if (r := missing_framework(n))}
     names = [n for n in names if n not in skipped]
@@ -71,12 +87,12 @@ def run_bench(shapes: list[str], dtypes: list[str], names: list[str], rounds: in
     rows, vs = [], []
     pool = None if in_process else bench.start_workers(names, n_threads)
     try:
-        for shape in parsed:
-            for dtype in dtypes:
-                timings = bench.bench_shape(names, shape, dtype, protocol, pool, device)
-                rows += bench.rows(shape, dtype, timings)
-                vs.append({"shape": shape.label, "dtype": dtype,
-                           "numpy_vs_fastest_framework": numpy_vs_frameworks(timings)})
+        points = [(shape, dtype) for shape in parsed for dtype in dtypes]
+        grid = bench.bench_grid(names, points, protocol, pool, device)
+        for (shape, dtype), timings in zip(points, grid, strict=True):
+            rows += bench.rows(shape, dtype, timings)
+            vs.append({"shape": shape.label, "dtype": dtype,
+                       "numpy_vs_fastest_framework": numpy_vs_frameworks(timings)})
     finally:
         for worker in (pool or {}).values():
             worker.stop()
@@ -85,14 +101,25 @@ def run_bench(shapes: list[str], dtypes: list[str], names: list[str], rounds: in
     summary = {"experiment": "bench", "device": device, "threads": n_threads,
                "in_process": in_process, "rounds": rounds, "skipped": skipped,
                "targets": targets(df, vs_df)}
+    tables = {"bench": df, "numpy_vs_frameworks": vs_df}
+    if before is not None:
+        repro = bench_repro.compare(bench_repro.ratio_table(df, vs_df), before)
+        bench_repro.print_comparison(repro)
+        summary["targets"]["ratios_reproducible"] = bench_repro.target(repro, baseline)
+        tables["reproducibility"] = repro
     meta = provenance.environment(started, time.perf_counter() - t0)
-    results.write(out, {"bench": df, "numpy_vs_frameworks": vs_df}, summary, meta, force)
+    results.write(out, tables, summary, meta, force)
     from harness.bench_plot import write_plot
 
     print(f"\n{write_plot(out)}")
     for name, target in summary["targets"].items():
         if target:
             print(f"{name}: {'met' if target['passed'] else 'NOT met'} (worst "
-                  f"{target['worst']:.2f} at {target['shape']} {target['dtype']}, "
+                  f"{target['worst']:.2f} at {target['shape']} {target['dtype']}"
+                  f"{' ' + target['ratio'] if 'ratio' in target else ''}, "
                   f"target {target['target']})")
+    repro = summary["targets"].get("ratios_reproducible")
+    if repro:
+        print(f"{repro['within']} of {repro['compared']} ratios within "
+              f"{repro['target']:.0%} of {repro['baseline']}")
     return 0

@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="comma-separated (default: float32,float64)")
     b.add_argument("--backends", type=lambda s: [x for x in s.split(",") if x],
                    default=["numpy", "torch", "jax"], help="default: numpy,torch,jax")
-    b.add_argument("--rounds", type=int, default=15, help="interleaved rounds (default: 15)")
+    b.add_argument("--rounds", type=int, default=21, help="interleaved rounds (default: 21)")
     b.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                    help="threads for every framework: BLAS, torch, XLA (default: all cores)")
     b.add_argument("--in-process", action="store_true",
@@ -88,6 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--out", type=Path, default=Path("results/bench"), help="results folder")
     b.add_argument("--force", action="store_true", help="replace --out even if foreign")
     b.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    b.add_argument("--baseline", type=Path, metavar="BENCH_DIR",
+                   help="an earlier bench's results folder: report how far every ratio "
+                        "moved from it (the reproducibility target is 5%%)")
 
     cf = sub.add_parser("conformance", help="run the backend conformance suite on one backend",
                         description="Check that backend NAME keeps the contract: exact "
@@ -173,7 +176,7 @@ def _bench(args: argparse.Namespace) -> int:
     shapes = args.shapes or list(DEFAULT_SHAPES)
     try:
         return run_bench(shapes, args.dtypes, args.backends, args.rounds, args.threads,
-                         args.in_process, args.out, args.force, args.device)
+                         args.in_process, args.out, args.force, args.device, args.baseline)
     except ValueError as err:                   # a malformed --shapes entry
         raise SpecError("", str(err)) from None
 

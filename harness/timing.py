@@ -3,13 +3,14 @@
 1. The first call of each backend is timed on its own: it includes JIT compilation and
    one-off allocations, and is reported apart from steady-state steps.
 2. A few untimed warm-up calls follow.
-3. Then rounds: every backend (A B C, next round B C A, ...) runs `repeats` calls and
-   `sync()`s before the clock stops, then pauses briefly, untimed, so that its spinning
-   threads do not steal the cores from the next one. Rotating the order means no backend
-   always follows the same neighbour; interleaving means a change in the machine's load hits
-   all alike.
-4. Statistics: median and interquartile range of the per-call time, and each backend's ratio
-   to the fastest one *within the same round*, whose median is the reported ratio.
+3. Then rounds: every backend (A B C, next round B C A, ...) runs `repeats` calls (at least
+   MIN_CALLS), each synced and timed on its own; the sample is their median. Then, untimed,
+   it waits until its own threads are idle (`quiesce`): thread pools keep spinning after
+   their work, and would steal the cores from the next contestant. Rotating the order means
+   no backend always follows the same neighbour; interleaving means a change in the
+   machine's load hits all alike. With several points (shapes), each round visits them all.
+4. Statistics: median and interquartile range of the samples, and each backend's ratio to
+   the fastest one *within the same round*, whose median is the reported ratio.
 
 The timed callables record nothing (no gradients, no copies to NumPy): a timing measures
 the framework, not the harness. Contestants may live in other processes (see
@@ -29,11 +30,19 @@ import numpy as np
 @dataclass(frozen=True)
 class Protocol:
     warmup: int = 3                       # untimed calls after the first
-    rounds: int = 15                      # interleaved rounds; one sample per backend each
+    rounds: int = 21                      # interleaved rounds; one sample per backend each
     min_sample_seconds: float = 0.02      # repeat a call until a sample is this long
-    settle_seconds: float = 0.3           # untimed pause after each sample: thread pools that
-                                          # spin after their work (OpenMP, Eigen) go idle
-                                          # before the next contestant's clock starts
+
+
+# After a sample, a contestant's process counts as idle once its threads together burn less
+# than QUIET_CPU of one core over a QUIET_WINDOW. Measured on the 2-core machine after a
+# 784-256-256-10 step: OpenBLAS keeps one core spinning for ~0.11 s (its 2^28-cycle thread
+# timeout), torch's OpenMP for ~0.01 s, XLA not at all. Waiting for exactly that long, per
+# contestant, replaces a fixed pause that had to cover the worst of them every time.
+QUIET_WINDOW = 0.01                       # seconds per look at the process's CPU time
+QUIET_CPU = 0.2                           # fraction of one core that still counts as idle
+QUIET_LIMIT = 1.0                         # give up waiting after this many seconds
+MIN_CALLS = 3         # per sample, even for slow steps: the median then outvotes a cold call
 
 
 @dataclass
@@ -55,38 +64,77 @@ class Timing:
 
 @dataclass(frozen=True)
 class Timed:
-    """One contestant: `sample(n)` runs n calls, syncs, and returns the seconds they took,
-    measured where they run (in another process, the clock runs there: no IPC in a sample)."""
+    """One contestant: `sample(n)` runs n calls, each synced and timed on its own, and returns
+    the median seconds per call, measured where they run (in another process the clock runs
+    there: no IPC in a sample). It returns only once the contestant's threads are idle
+    again (`quiesce`, untimed)."""
     name: str
     sample: Callable[[int], float]
 
 
+def quiesce() -> float:
+    """Wait until this process's threads are idle (see QUIET_CPU); returns the seconds waited.
+    CPU time is the whole process's, all threads, so every framework's pool is covered."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < QUIET_LIMIT:
+        cpu = time.process_time()
+        time.sleep(QUIET_WINDOW)
+        if time.process_time() - cpu < QUIET_CPU * QUIET_WINDOW:
+            break
+    return time.perf_counter() - start
+
+
 def local(name: str, call: Callable[[], object], sync: Callable[[], None] = lambda: None) -> Timed:
-    """A contestant in this process."""
+    """A contestant in this process. A sample's value is the median of its per-call times:
+    a stall of the shared machine (another tenant, the host) lands on a call or two and is
+    outvoted, where it would inflate a sample timed as one block. A training step returns
+    its loss as a Python float, so each call is synchronous anyway and `sync` costs nothing."""
     def sample(n: int) -> float:
-        start = time.perf_counter()
-        for _ in range(n):
+        times = np.empty(n)
+        for i in range(n):
+            start = time.perf_counter()
             call()
-        sync()
-        return time.perf_counter() - start
+            sync()
+            times[i] = time.perf_counter() - start
+        quiesce()
+        return float(np.median(times))
     return Timed(name, sample)
 
 
-def measure(contestants: list[Timed], protocol: Protocol = Protocol()) -> dict[str, Timing]:
-    """Run the protocol over `contestants`; returns their timings by name."""
+def _prepare(contestants: list[Timed], protocol: Protocol) -> dict[str, Timing]:
+    """First call (compilation) and warm-up of each contestant; sets its calls per sample."""
     out = {t.name: Timing(t.name) for t in contestants}
     for t in contestants:
         out[t.name].first_call = t.sample(1)
-        warm = max(protocol.warmup, 1)
-        estimate = t.sample(warm) / warm
-        out[t.name].repeats = max(1, math.ceil(protocol.min_sample_seconds / max(estimate, 1e-9)))
-    for r in range(protocol.rounds):
-        shift = r % len(contestants)
-        for t in contestants[shift:] + contestants[:shift]:
-            n = out[t.name].repeats
-            out[t.name].samples.append(t.sample(n) / n)
-            time.sleep(protocol.settle_seconds)
+        estimate = t.sample(max(protocol.warmup, 1))
+        out[t.name].repeats = max(MIN_CALLS, math.ceil(protocol.min_sample_seconds /
+                                                       max(estimate, 1e-9)))
     return out
+
+
+def measure_grid(points: list[list[Timed]],
+                 protocol: Protocol = Protocol()) -> list[dict[str, Timing]]:
+    """Run the protocol over several points (a point: contestants to compare, e.g. backends at
+    one shape). Each round visits every point in turn, so one point's samples spread over the
+    whole run: a slow spell of the machine costs every point a round or two, instead of all
+    of one point's rounds. Within a point the order rotates (A B C, then B C A, ...)."""
+    outs = [_prepare(contestants, protocol) for contestants in points]
+    for r in range(protocol.rounds):
+        for contestants, out in zip(points, outs, strict=True):
+            shift = r % len(contestants)
+            for t in contestants[shift:] + contestants[:shift]:
+                out[t.name].samples.append(t.sample(out[t.name].repeats))
+    return outs
+
+
+def measure(contestants: list[Timed], protocol: Protocol = Protocol()) -> dict[str, Timing]:
+    """The protocol over one point; returns the contestants' timings by name."""
+    return measure_grid([contestants], protocol)[0]
+
+
+def paired_ratio(numerator: list[float], denominator: list[float]) -> float:
+    """Median over rounds of numerator / denominator, both sampled in the same round."""
+    return float(np.median(np.asarray(numerator) / np.asarray(denominator)))
 
 
 def ratios_to_fastest(timings: dict[str, Timing]) -> dict[str, float]:

@@ -5,49 +5,46 @@ fight (OpenBLAS, torch's OpenMP and XLA's Eigen threads keep spinning after each
 torch's 784-256-256-10 step took 3.3 ms interleaved against 1.4 ms alone. One spawned
 process per contestant removes that; the parent still interleaves the rounds (A B C, B C A,
 ...), so drift in the machine's load hits all alike. A worker stays alive for the whole
-bench and rebuilds its contestant for each shape, so each framework is imported once.
+bench and holds a contestant for every shape, so each framework is imported once and
+the rounds can visit the shapes in turn.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 from harness import threads, timing
 
 Builder = Callable[..., timing.Timed]     # (name, shape, dtype, device) -> a local contestant
-# Inherited by the workers: OpenBLAS threads sleep as soon as a product is done instead of
-# spinning for ~0.1 s (2^28 cycles) on cores the next contestant needs. torch's OpenMP and
-# XLA's threads spin only briefly; the protocol's settle pause covers them.
-WORKER_ENV: dict[str, str] = {}
 
 
 def _serve(conn: Connection, build: Builder, n_threads: int) -> None:
-    """Worker loop: ("build", args) makes the contestant, ("sample", n) times n calls."""
+    """Worker loop: ("build", args) makes a contestant and answers its number; ("sample",
+    (number, n)) times n calls of that one."""
     threads.configure(n_threads)           # before any framework exists in this process
-    contestant = None
+    contestants: list[timing.Timed] = []
     while True:
         command, arg = conn.recv()
         if command == "stop":
             return
         try:
             if command == "build":
-                contestant = build(*arg)
-                conn.send(("ok", None))
+                contestants.append(build(*arg))
+                conn.send(("ok", len(contestants) - 1))
             else:
-                conn.send(("ok", contestant.sample(arg)))
+                number, n = arg
+                conn.send(("ok", contestants[number].sample(n)))
         except Exception as err:  # reported to the parent, which raises it there
             conn.send(("error", f"{type(err).__name__}: {err}"))
 
 
 class Worker:
-    """One contestant's process."""
+    """One contestant's process; it holds one built contestant per point of the grid."""
 
     def __init__(self, name: str, build: Builder, n_threads: int) -> None:
         ctx = multiprocessing.get_context("spawn")
-        os.environ.update(WORKER_ENV)
         self.name = name
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(target=_serve, args=(child, build, n_threads), daemon=True,
@@ -62,8 +59,8 @@ class Worker:
         return value
 
     def build(self, *args: object) -> timing.Timed:
-        self._ask("build", (self.name, *args))
-        return timing.Timed(self.name, lambda n: self._ask("sample", n))
+        number = self._ask("build", (self.name, *args))
+        return timing.Timed(self.name, lambda n: self._ask("sample", (number, n)))
 
     def stop(self) -> None:
         if self._proc.is_alive():

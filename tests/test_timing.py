@@ -5,11 +5,14 @@ how fast anything ran (timing tests in CI are flaky): performance claims come fr
 from __future__ import annotations
 
 import json
+import threading
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from harness import bench, timing
+from harness import bench, bench_repro, timing
 from harness.cli import main
 
 
@@ -31,9 +34,30 @@ def test_measure_rotates_order_and_separates_the_first_call():
 
     protocol = timing.Protocol(warmup=2, rounds=3, min_sample_seconds=0.0)
     out = timing.measure([contestant("a"), contestant("b"), contestant("c")], protocol)
-    assert all(len(t.samples) == 3 and t.repeats == 1 for t in out.values())
+    k = timing.MIN_CALLS
+    assert all(len(t.samples) == 3 and t.repeats == k for t in out.values())
     assert calls[:9] == ["a"] * 3 + ["b"] * 3 + ["c"] * 3     # first call + 2 warm-up each
-    assert calls[9:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert calls[9::k] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+
+
+def test_each_round_visits_every_point():
+    calls: list[str] = []
+
+    def point(*names):
+        return [timing.local(n, lambda n=n: calls.append(n)) for n in names]
+
+    protocol = timing.Protocol(warmup=1, rounds=2, min_sample_seconds=0.0)
+    outs = timing.measure_grid([point("a", "b"), point("x", "y")], protocol)
+    assert [sorted(o) for o in outs] == [["a", "b"], ["x", "y"]]
+    k = timing.MIN_CALLS
+    assert calls[8::k] == ["a", "b", "x", "y", "b", "a", "y", "x"]
+
+
+def test_a_stall_within_a_sample_is_outvoted():
+    """One call of seven hits a 50 ms stall of the machine; the sample is still ~1 ms."""
+    durations = iter([0.05] + [0.001] * 6)
+    sample = timing.local("s", lambda: time.sleep(next(durations))).sample(7)
+    assert sample < 0.02
 
 
 def test_flops_and_shape_parsing():
@@ -60,3 +84,77 @@ def test_bad_shape_is_a_one_line_error(tmp_path, capsys):
     assert main(["bench", "--shapes", "abc", "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "SIZES:BATCH" in err[0]
+
+
+def test_quiesce_waits_for_spinning_threads(monkeypatch):
+    """A thread that keeps a core busy after the timed work (as OpenBLAS's pool does for
+    ~0.1 s) holds the next contestant back until it stops; an idle process waits one look."""
+    monkeypatch.setattr(timing, "QUIET_CPU", 0.01)      # any spinning counts as busy
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            pass
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    threading.Timer(0.2, stop.set).start()
+    waited = timing.quiesce()
+    spinner.join()
+    assert 0.15 < waited < timing.QUIET_LIMIT
+    assert timing.quiesce() < 0.15
+
+
+def test_roofline_fraction_is_paired_within_rounds():
+    """The machine slows down 4x over three rounds; the roofline stays at 80% of numpy."""
+    timings = {bench.ROOFLINE: timing.Timing(bench.ROOFLINE, samples=[0.8, 1.6, 3.2]),
+               "numpy": timing.Timing("numpy", samples=[1.0, 2.0, 4.0])}
+    rows = bench.rows(bench.Shape.parse("4-2:1"), "float64", timings)
+    numpy = next(r for r in rows if r["backend"] == "numpy")
+    assert numpy["roofline_fraction"] == pytest.approx(0.8)
+
+
+def _ratios(value: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    df = pd.DataFrame({"shape": ["8-2:4"] * 2, "dtype": ["float64"] * 2,
+                       "backend": [bench.ROOFLINE, "numpy"], "ratio_to_fastest": [None, 1.0],
+                       "roofline_fraction": [1.0, value]})
+    vs = pd.DataFrame({"shape": ["8-2:4"], "dtype": ["float64"],
+                       "numpy_vs_fastest_framework": [None]})
+    return df, vs
+
+
+def test_reproducibility_compares_every_ratio_with_the_baseline():
+    before = bench_repro.ratio_table(*_ratios(0.80))
+    table = bench_repro.compare(bench_repro.ratio_table(*_ratios(0.88)), before)
+    assert set(table.ratio) == {"ratio_to_fastest", "roofline_fraction"}   # NaNs left out
+    target = bench_repro.target(table, Path("old"))
+    assert not target["passed"] and target["within"] == 1 and target["compared"] == 2
+    assert target["worst"] == pytest.approx(0.1) and target["ratio"] == "numpy roofline_fraction"
+
+
+def test_bench_baseline_writes_the_comparison(tmp_path, capsys):
+    args = ["bench", "--shapes", "16-8-3:4", "--dtypes", "float64", "--rounds", "3",
+            "--backends", "numpy"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert main([*args, "--out", str(tmp_path / "b"), "--baseline", str(tmp_path / "a")]) == 0
+    repro = pd.read_csv(tmp_path / "b" / "reproducibility.csv")
+    assert len(repro) == 2 and {"value_baseline", "value", "change"} <= set(repro.columns)
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert summary["targets"]["ratios_reproducible"]["compared"] == 2
+    assert "ratios within 5%" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("shapes, baseline, message", [
+    ("16-8-3:4", "missing", "not a `harness bench` results folder"),
+    ("32-8-3:4", "a", "shares no shape and dtype"),
+])
+def test_bad_baseline_is_a_one_line_error_before_any_timing(tmp_path, capsys, shapes,
+                                                            baseline, message):
+    base = ["bench", "--dtypes", "float64", "--rounds", "3", "--backends", "numpy"]
+    assert main([*base, "--shapes", "16-8-3:4", "--out", str(tmp_path / "a")]) == 0
+    capsys.readouterr()
+    code = main([*base, "--shapes", shapes, "--out", str(tmp_path / "b"),
+                 "--baseline", str(tmp_path / baseline)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--baseline" in err[0] and message in err[0]
+    assert not (tmp_path / "b").exists()

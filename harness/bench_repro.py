@@ -1,0 +1,71 @@
+"""Are a bench run's ratios reproducible? `harness bench --baseline DIR` compares every ratio
+of this run with the same ratio in an earlier run's results folder.
+
+Ratios, not times: a step time moves with the machine's clock and load between runs, while a
+ratio measured pair by pair within rounds (backend / fastest backend, roofline / backend,
+NumPy / fastest framework) should not. The issue's target is that each moves by at most 5%.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.bench import ROOFLINE
+from harness.schema import SpecError
+
+REPRO_TARGET = 0.05                # |this run's ratio / baseline's ratio - 1| at every point
+KEYS = ["shape", "dtype", "backend", "ratio"]
+BACKEND_RATIOS = ("ratio_to_fastest", "roofline_fraction")
+VS_RATIO = "numpy_vs_fastest_framework"
+
+
+def ratio_table(bench: pd.DataFrame, vs: pd.DataFrame) -> pd.DataFrame:
+    """Every ratio of one run, one row each: shape, dtype, backend, ratio, value."""
+    rows = bench[bench.backend != ROOFLINE].melt(
+        id_vars=["shape", "dtype", "backend"], value_vars=list(BACKEND_RATIOS),
+        var_name="ratio")
+    vs_rows = vs.rename(columns={VS_RATIO: "value"}).assign(backend="numpy", ratio=VS_RATIO)
+    table = pd.concat([rows, vs_rows[[*KEYS, "value"]]], ignore_index=True)
+    return table[np.isfinite(table.value.astype(float))]
+
+
+def load_baseline(folder: Path) -> pd.DataFrame:
+    """The ratio table of an earlier run's results folder, or a one-line error."""
+    files = [folder / "bench.csv", folder / "numpy_vs_frameworks.csv"]
+    if not all(f.is_file() for f in files):
+        raise SpecError("--baseline", f"{folder} is not a `harness bench` results folder "
+                                      "(allowed: a folder with bench.csv)")
+    try:
+        return ratio_table(*(pd.read_csv(f) for f in files))
+    except (KeyError, ValueError, pd.errors.ParserError) as err:
+        raise SpecError("--baseline", f"{folder}/bench.csv is damaged ({err})") from None
+
+
+def compare(current: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
+    """The ratios both runs measured, with this run's relative change from the baseline."""
+    both = current.merge(baseline, on=KEYS, suffixes=("", "_baseline"))
+    both["change"] = both.value / both.value_baseline - 1.0
+    return both[[*KEYS, "value_baseline", "value", "change"]]
+
+
+def target(table: pd.DataFrame, baseline: Path) -> dict:
+    """The reproducibility target: passed, how many ratios are within it, the worst one."""
+    worst = table.loc[table.change.abs().idxmax()]
+    within = int((table.change.abs() <= REPRO_TARGET).sum())
+    return {"passed": within == len(table), "worst": float(abs(worst.change)),
+            "target": REPRO_TARGET, "shape": worst["shape"], "dtype": worst["dtype"],
+            "ratio": f"{worst.backend} {worst.ratio}", "within": within,
+            "compared": len(table), "baseline": str(baseline)}
+
+
+def print_comparison(table: pd.DataFrame, worst: int = 8) -> None:
+    """The ratios that moved most since the baseline."""
+    order = table.change.abs().sort_values(ascending=False).index[:worst]
+    print(f"\nratios that moved most since the baseline (target: within "
+          f"{REPRO_TARGET:.0%}):")
+    for r in table.loc[order].itertuples():
+        print(f"{r.shape:>36} {r.dtype:>7} {r.backend:>6} {r.ratio:>27} "
+              f"{r.value_baseline:7.3f} -> {r.value:7.3f} ({r.change:+.1%})")
