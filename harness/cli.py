@@ -152,6 +152,11 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    if (args.folder / "bench.csv").is_file():
+        from harness.bench_report import write_bench_report
+
+        print(write_bench_report(args.folder))
+        return 0
     from harness.report import write_report
 
     print(write_report(args.folder))

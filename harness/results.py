@@ -104,7 +104,7 @@ def _read_table(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"variant": str, "dtype": str}).fillna({"variant": ""})
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
     try:
         value = json.loads(path.read_text())
     except (OSError, ValueError) as err:
@@ -119,7 +119,7 @@ def read(folder: Path) -> tuple[dict[str, pd.DataFrame], dict, dict]:
     is a one-line ResultsError, not a traceback."""
     if not (folder / "summary.json").is_file():
         raise ResultsError(f"{folder}: not a results folder (no summary.json)")
-    summary, meta = _read_json(folder / "summary.json"), _read_json(folder / "meta.json")
+    summary, meta = read_json(folder / "summary.json"), read_json(folder / "meta.json")
     if not isinstance(summary.get("variants"), list):
         raise ResultsError(f"{folder / 'summary.json'}: has no list of variants")
     try:

@@ -78,6 +78,23 @@ def test_bench_command_writes_results(tmp_path, capsys):
     assert summary["threads"] >= 1 and "numpy_roofline_at_large_shapes" in summary["targets"]
     assert (out / "bench.png").stat().st_size > 10_000
     assert "GFLOP/s" in capsys.readouterr().out
+    assert main(["report", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "## Targets" in report and "`numpy_roofline_at_large_shapes`" in report
+    assert "| 16-8-3:4 | float64 |" in report and "(bench.png)" in report
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"bench.csv": "shape,dtype\n"}, "bench tables cannot be read"),
+    ({"bench.csv": "shape,dtype\n", "numpy_vs_frameworks.csv": "shape,dtype\n",
+      "summary.json": "[1, 2]"}, "expected a JSON object"),
+])
+def test_report_on_a_damaged_bench_folder_is_a_one_line_error(tmp_path, capsys, files, message):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
 
 
 def test_bad_shape_is_a_one_line_error(tmp_path, capsys):

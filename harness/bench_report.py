@@ -1,0 +1,82 @@
+"""`harness report` on a bench folder: report.md with the machine, the issue's targets as
+measured, the step-time table (the one the README quotes) and the plot. Reads the stored
+tables alone, like every report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from harness import plots, results
+from harness.bench import ROOFLINE
+from harness.bench_plot import write_plot
+
+REPORT = "report.md"
+
+
+def _ms(seconds: float) -> str:
+    return "-" if pd.isna(seconds) else f"{seconds * 1e3:.3g}"
+
+
+def _ratio(value: float) -> str:
+    return "-" if pd.isna(value) else f"{value:.2f}"
+
+
+def step_table(bench: pd.DataFrame, vs: pd.DataFrame) -> str:
+    """Median step time (ms) per backend at every point, with NumPy's two headline ratios."""
+    backends = [b for b in dict.fromkeys(bench.backend) if b != ROOFLINE]
+    lines = [f"| shape:batch | dtype | roofline | {' | '.join(backends)} | numpy / fastest "
+             "framework | numpy / roofline |",
+             "|---|---|---|" + "---|" * len(backends) + "---|---|"]
+    for (shape, dtype), point in bench.groupby(["shape", "dtype"], sort=False):
+        by = point.set_index("backend")
+        ratio = vs[(vs["shape"] == shape) & (vs.dtype == dtype)].numpy_vs_fastest_framework
+        roof = by.roofline_fraction.get("numpy", float("nan"))
+        times = " | ".join(_ms(by.median_s.get(b, float("nan"))) for b in backends)
+        lines.append(f"| {shape} | {dtype} | {_ms(by.median_s[ROOFLINE])} | {times} | "
+                     f"{_ratio(ratio.iloc[0])} | {_ratio(roof)} |")
+    return "\n".join(lines)
+
+
+def machine_line(meta: dict, summary: dict) -> str:
+    packages = meta.get("packages", {})
+    versions = ", ".join(f"{p} {packages[p]}" for p in ("numpy", "torch", "jax") if p in packages)
+    where = "all in one process" if summary["in_process"] else "each backend in its own process"
+    return (f"Measured {meta.get('started', '?')} on {meta.get('cpu', '?')} "
+            f"({meta.get('cpu_count', '?')} cores), {summary['threads']} threads per framework, "
+            f"{versions}; median step time in ms ({summary['rounds']} interleaved rounds, "
+            f"{where}).")
+
+
+def target_lines(targets: dict) -> list[str]:
+    lines = []
+    for name, t in targets.items():
+        if not t:
+            lines.append(f"- `{name}`: n/a (no point of this run decides it)")
+        else:
+            where = f"{t['shape']} {t['dtype']}" + (f" {t['ratio']}" if "ratio" in t else "")
+            extra = (f"; {t['within']} of {t['compared']} ratios within {t['target']:.0%} of "
+                     f"`{t['baseline']}`" if "within" in t else "")
+            lines.append(f"- `{name}`: **{'met' if t['passed'] else 'not met'}** (worst "
+                         f"{t['worst']:.2f} at {where}, target {t['target']}{extra})")
+    return lines
+
+
+def write_bench_report(folder: Path) -> Path:
+    """Write FOLDER/report.md for a `harness bench` results folder; returns its path."""
+    try:
+        bench = pd.read_csv(folder / "bench.csv")
+        vs = pd.read_csv(folder / "numpy_vs_frameworks.csv")
+    except (OSError, ValueError) as err:
+        raise results.ResultsError(f"{folder}: bench tables cannot be read ({err})") from None
+    summary = results.read_json(folder / "summary.json")
+    meta = results.read_json(folder / "meta.json")
+    if not (folder / "bench.png").is_file():
+        write_plot(folder)
+    text = "\n".join(["# Benchmark", "", machine_line(meta, summary), "", "## Targets", "",
+                      *target_lines(summary["targets"]), "", "## Step times", "",
+                      step_table(bench, vs), "", "![GFLOP/s against work](bench.png)", ""])
+    path = folder / REPORT
+    plots.write_atomically(path, lambda tmp: tmp.write_text(text))
+    return path
