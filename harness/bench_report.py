@@ -27,11 +27,11 @@ def step_table(bench: pd.DataFrame, vs: pd.DataFrame) -> str:
     """Median step time (ms) per backend at every point, with NumPy's two headline ratios."""
     backends = [b for b in dict.fromkeys(bench.backend) if b != ROOFLINE]
     lines = [f"| shape:batch | dtype | roofline | {' | '.join(backends)} | numpy / fastest "
-             "framework | numpy / roofline |",
+             "framework | roofline / numpy |",
              "|---|---|---|" + "---|" * len(backends) + "---|---|"]
     for (shape, dtype), point in bench.groupby(["shape", "dtype"], sort=False):
         by = point.set_index("backend")
-        ratio = vs[(vs["shape"] == shape) & (vs.dtype == dtype)].numpy_vs_fastest_framework
+        ratio = vs[(vs["shape"] == shape) & (vs["dtype"] == dtype)]["numpy_vs_fastest_framework"]
         roof = by.roofline_fraction.get("numpy", float("nan"))
         times = " | ".join(_ms(by.median_s.get(b, float("nan"))) for b in backends)
         lines.append(f"| {shape} | {dtype} | {_ms(by.median_s[ROOFLINE])} | {times} | "
@@ -39,9 +39,11 @@ def step_table(bench: pd.DataFrame, vs: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def machine_line(meta: dict, summary: dict) -> str:
-    packages = meta.get("packages", {})
-    versions = ", ".join(f"{p} {packages[p]}" for p in ("numpy", "torch", "jax") if p in packages)
+def machine_line(meta: dict, summary: dict, bench: pd.DataFrame) -> str:
+    """Where, with what, and how it was measured: versions of the frameworks timed only."""
+    packages, timed = meta.get("packages", {}), set(bench["backend"])
+    versions = ", ".join(f"{p} {packages[p]}" for p in ("numpy", "torch", "jax")
+                         if p in packages and p in timed)
     where = "all in one process" if summary["in_process"] else "each backend in its own process"
     return (f"Measured {meta.get('started', '?')} on {meta.get('cpu', '?')} "
             f"({meta.get('cpu_count', '?')} cores), {summary['threads']} threads per framework, "
@@ -63,20 +65,26 @@ def target_lines(targets: dict) -> list[str]:
     return lines
 
 
+def render(bench: pd.DataFrame, vs: pd.DataFrame, summary: dict, meta: dict) -> str:
+    return "\n".join(["# Benchmark", "", machine_line(meta, summary, bench), "", "## Targets",
+                      "", *target_lines(summary["targets"]), "", "## Step times", "",
+                      step_table(bench, vs), "", "![GFLOP/s against work](bench.png)", ""])
+
+
 def write_bench_report(folder: Path) -> Path:
-    """Write FOLDER/report.md for a `harness bench` results folder; returns its path."""
+    """Write FOLDER/report.md for a `harness bench` results folder; returns its path. A
+    damaged folder is a one-line ResultsError, not a traceback."""
+    summary = results.read_json(folder / "summary.json")
+    meta = results.read_json(folder / "meta.json")
     try:
         bench = pd.read_csv(folder / "bench.csv")
         vs = pd.read_csv(folder / "numpy_vs_frameworks.csv")
-    except (OSError, ValueError) as err:
-        raise results.ResultsError(f"{folder}: bench tables cannot be read ({err})") from None
-    summary = results.read_json(folder / "summary.json")
-    meta = results.read_json(folder / "meta.json")
+        text = render(bench, vs, summary, meta)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as err:
+        raise results.ResultsError(f"{folder}: not a readable bench folder "
+                                   f"({type(err).__name__}: {err})") from None
     if not (folder / "bench.png").is_file():
         write_plot(folder)
-    text = "\n".join(["# Benchmark", "", machine_line(meta, summary), "", "## Targets", "",
-                      *target_lines(summary["targets"]), "", "## Step times", "",
-                      step_table(bench, vs), "", "![GFLOP/s against work](bench.png)", ""])
     path = folder / REPORT
     plots.write_atomically(path, lambda tmp: tmp.write_text(text))
     return path

@@ -8,6 +8,7 @@ NumPy / fastest framework) should not. The issue's target is that each moves by 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -24,35 +25,56 @@ VS_RATIO = "numpy_vs_fastest_framework"
 
 def ratio_table(bench: pd.DataFrame, vs: pd.DataFrame) -> pd.DataFrame:
     """Every ratio of one run, one row each: shape, dtype, backend, ratio, value."""
-    rows = bench[bench.backend != ROOFLINE].melt(
+    rows = bench[bench["backend"] != ROOFLINE].melt(
         id_vars=["shape", "dtype", "backend"], value_vars=list(BACKEND_RATIOS),
         var_name="ratio")
     vs_rows = vs.rename(columns={VS_RATIO: "value"}).assign(backend="numpy", ratio=VS_RATIO)
     table = pd.concat([rows, vs_rows[[*KEYS, "value"]]], ignore_index=True)
-    return table[np.isfinite(table.value.astype(float))]
+    return table[np.isfinite(table["value"].astype(float))]
 
 
-def load_baseline(folder: Path) -> pd.DataFrame:
-    """The ratio table of an earlier run's results folder, or a one-line error."""
+def load_baseline(folder: Path, setup: dict, backends: list[str]) -> pd.DataFrame:
+    """The ratio table of an earlier run's results folder, or a one-line error when it cannot
+    be read or was not measured like this run (same backends, threads, process mode, device):
+    a ratio to the fastest backend means something else when the field of backends differs."""
     files = [folder / "bench.csv", folder / "numpy_vs_frameworks.csv"]
-    if not all(f.is_file() for f in files):
+    if not all(f.is_file() for f in files) or not (folder / "summary.json").is_file():
         raise SpecError("--baseline", f"{folder} is not a `harness bench` results folder "
-                                      "(allowed: a folder with bench.csv)")
+                                      "(allowed: a folder with bench.csv, "
+                                      "numpy_vs_frameworks.csv and summary.json)")
     try:
-        return ratio_table(*(pd.read_csv(f) for f in files))
-    except (KeyError, ValueError, pd.errors.ParserError) as err:
-        raise SpecError("--baseline", f"{folder}/bench.csv is damaged ({err})") from None
+        frames = [pd.read_csv(f) for f in files]
+        table = ratio_table(*frames)
+        summary = json.loads((folder / "summary.json").read_text())
+        before = {key: summary[key] for key in setup}
+        tested = sorted(set(frames[0]["backend"]) - {ROOFLINE})
+    except (KeyError, ValueError, TypeError, AttributeError, pd.errors.ParserError) as err:
+        raise SpecError("--baseline", f"{folder} is damaged ({type(err).__name__}: {err})"
+                        ) from None
+    if before != setup or tested != sorted(backends):
+        raise SpecError("--baseline", f"{folder} was measured with backends {tested} and "
+                                      f"{before}; this run has {sorted(backends)} and {setup} "
+                                      "(allowed: a bench measured the same way)")
+    return table
 
 
 def compare(current: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
-    """The ratios both runs measured, with this run's relative change from the baseline."""
+    """The ratios both runs measured, with this run's relative change from the baseline.
+    A backend that was the fastest in most rounds of both runs has a ratio to the fastest of
+    exactly 1.0 in both: it says nothing about reproducibility and is left out."""
     both = current.merge(baseline, on=KEYS, suffixes=("", "_baseline"))
+    trivial = (both.ratio == "ratio_to_fastest") & (both.value == 1.0) & (
+        both.value_baseline == 1.0)
+    both = both[~trivial].copy()
     both["change"] = both.value / both.value_baseline - 1.0
-    return both[[*KEYS, "value_baseline", "value", "change"]]
+    return both[[*KEYS, "value_baseline", "value", "change"]].reset_index(drop=True)
 
 
-def target(table: pd.DataFrame, baseline: Path) -> dict:
-    """The reproducibility target: passed, how many ratios are within it, the worst one."""
+def target(table: pd.DataFrame, baseline: Path) -> dict | None:
+    """The reproducibility target: passed, how many ratios are within it, the worst one
+    (None when the two runs share no informative ratio)."""
+    if table.empty:
+        return None
     worst = table.loc[table.change.abs().idxmax()]
     within = int((table.change.abs() <= REPRO_TARGET).sum())
     return {"passed": within == len(table), "worst": float(abs(worst.change)),

@@ -57,12 +57,12 @@ def print_table(df: pd.DataFrame, vs: pd.DataFrame) -> None:
         print(f"{r.shape:>36} {r.dtype:>7} {r.numpy_vs_fastest_framework:8.2f}")
 
 
-def baseline_ratios(folder: Path | None, shapes: list[bench.Shape],
-                    dtypes: list[str]) -> pd.DataFrame | None:
+def baseline_ratios(folder: Path | None, shapes: list[bench.Shape], dtypes: list[str],
+                    setup: dict, names: list[str]) -> pd.DataFrame | None:
     """The baseline's ratios at this run's shapes and dtypes, checked before any timing."""
     if folder is None:
         return None
-    table = bench_repro.load_baseline(folder)
+    table = bench_repro.load_baseline(folder, setup, names)
     planned = {(s.label, d) for s in shapes for d in dtypes}
     table = table[[(s, d) in planned for s, d in zip(table["shape"], table.dtype, strict=True)]]
     if table.empty:
@@ -71,23 +71,27 @@ def baseline_ratios(folder: Path | None, shapes: list[bench.Shape],
     return table
 
 
-def run_bench(shapes: list[str], dtypes: list[str], names: list[str], rounds: int,
+def run_bench(shapes: list[bench.Shape], dtypes: list[str], names: list[str], rounds: int,
               n_threads: int, in_process: bool, out: Path, force: bool,
               device: str = "cpu", baseline: Path | None = None) -> int:
     """Benchmark, print, write results/bench/ (bench.csv, summary.json, meta.json, bench.png);
     with a baseline folder, also reproducibility.csv: every ratio against the baseline's."""
-    parsed = [bench.Shape.parse(s) for s in shapes]
     results.check_target(out, force)
-    before = baseline_ratios(baseline, parsed, dtypes)
     threads.configure(n_threads)
     skipped = {n: r for n in names if (r := missing_framework(n))}
     names = [n for n in names if n not in skipped]
+    if not names:
+        why = "; ".join(f"{n}: {r}" for n, r in skipped.items()) or "none given"
+        raise SpecError("--backends", f"no backend left to time ({why}; allowed: at least one "
+                                      "installed backend)")
+    setup = {"threads": n_threads, "in_process": in_process, "device": device}
+    before = baseline_ratios(baseline, shapes, dtypes, setup, names)
     protocol = timing.Protocol(rounds=rounds)
     started, t0 = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter()
     rows, vs = [], []
     pool = None if in_process else bench.start_workers(names, n_threads)
     try:
-        points = [(shape, dtype) for shape in parsed for dtype in dtypes]
+        points = [(shape, dtype) for shape in shapes for dtype in dtypes]
         grid = bench.bench_grid(names, points, protocol, pool, device)
         for (shape, dtype), timings in zip(points, grid, strict=True):
             rows += bench.rows(shape, dtype, timings)
@@ -98,8 +102,7 @@ def run_bench(shapes: list[str], dtypes: list[str], names: list[str], rounds: in
             worker.stop()
     df, vs_df = pd.DataFrame(rows), pd.DataFrame(vs)
     print_table(df, vs_df)
-    summary = {"experiment": "bench", "device": device, "threads": n_threads,
-               "in_process": in_process, "rounds": rounds, "skipped": skipped,
+    summary = {"experiment": "bench", **setup, "rounds": rounds, "skipped": skipped,
                "targets": targets(df, vs_df)}
     tables = {"bench": df, "numpy_vs_frameworks": vs_df}
     if before is not None:

@@ -62,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="write report.md for a results folder",
                         description="Write RESULTS_DIR/report.md: the verdict table, key "
-                                    "numbers, embedded plots and provenance, in Markdown.")
+                                    "numbers, embedded plots and provenance, in Markdown; for "
+                                    "a bench folder, the targets and the step-time table.")
     rp.add_argument("folder", type=Path, metavar="RESULTS_DIR", help="e.g. results/digits_mlp")
 
     b = sub.add_parser("bench", help="time every backend over a grid of shapes",
@@ -164,26 +165,28 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from harness.bench import DEFAULT_SHAPES
+    from harness.bench import DEFAULT_SHAPES, Shape
     from harness.benchcmd import run_bench
     from implementations import registry
 
-    for dtype in args.dtypes:
+    dtypes, names = list(dict.fromkeys(args.dtypes)), list(dict.fromkeys(args.backends))
+    for dtype in dtypes:
         if dtype not in ("float32", "float64"):
             raise SpecError("--dtypes", f"{dtype!r} is not one of float32, float64")
-    for name in args.backends:
+    for name in names:
         if name not in registry():
             raise SpecError("--backends", f"{name!r} is not one of {', '.join(registry())}")
     if args.rounds < 3:
         raise SpecError("--rounds", f"{args.rounds} is too small (allowed: integer >= 3)")
     if args.threads < 1:
         raise SpecError("--threads", f"{args.threads} is too small (allowed: integer >= 1)")
-    shapes = args.shapes or list(DEFAULT_SHAPES)
     try:
-        return run_bench(shapes, args.dtypes, args.backends, args.rounds, args.threads,
-                         args.in_process, args.out, args.force, args.device, args.baseline)
-    except ValueError as err:                   # a malformed --shapes entry
+        shapes = [Shape.parse(s) for s in args.shapes or DEFAULT_SHAPES]
+    except ValueError as err:
         raise SpecError("", str(err)) from None
+    shapes = list({s.label: s for s in shapes}.values())      # each point once
+    return run_bench(shapes, dtypes, names, args.rounds, args.threads, args.in_process,
+                     args.out, args.force, args.device, args.baseline)
 
 
 def _conformance(args: argparse.Namespace) -> int:

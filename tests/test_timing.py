@@ -1,6 +1,7 @@
-"""The timing protocol's logic and the bench command's outputs. No assertion here depends on
-how fast anything ran (timing tests in CI are flaky): performance claims come from
-`harness bench`, not from tests."""
+"""The timing protocol's logic and the bench command's outputs. No assertion here compares
+how fast backends ran (timing tests in CI are flaky): performance claims come from
+`harness bench`, not from tests. Two tests use sleeps and a spinning thread as stand-ins,
+with margins of several times what they assert."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def test_a_stall_within_a_sample_is_outvoted():
     """One call of seven hits a 50 ms stall of the machine; the sample is still ~1 ms."""
     durations = iter([0.05] + [0.001] * 6)
     sample = timing.local("s", lambda: time.sleep(next(durations))).sample(7)
-    assert sample < 0.02
+    assert sample < 0.005              # the mean of the block would be 0.0079
 
 
 def test_flops_and_shape_parsing():
@@ -85,11 +86,14 @@ def test_bench_command_writes_results(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("files, message", [
-    ({"bench.csv": "shape,dtype\n"}, "bench tables cannot be read"),
-    ({"bench.csv": "shape,dtype\n", "numpy_vs_frameworks.csv": "shape,dtype\n",
-      "summary.json": "[1, 2]"}, "expected a JSON object"),
+    ({"summary.json": "{}", "meta.json": "{}"}, "not a readable bench folder"),
+    ({"numpy_vs_frameworks.csv": "shape,dtype\n", "summary.json": "[1, 2]"},
+     "expected a JSON object"),
+    ({"numpy_vs_frameworks.csv": "shape,dtype\n", "summary.json": "{}", "meta.json": "{}"},
+     "not a readable bench folder"),
 ])
 def test_report_on_a_damaged_bench_folder_is_a_one_line_error(tmp_path, capsys, files, message):
+    (tmp_path / "bench.csv").write_text("shape,dtype\n")
     for name, text in files.items():
         (tmp_path / name).write_text(text)
     assert main(["report", str(tmp_path)]) == 2
@@ -123,17 +127,17 @@ def test_quiesce_waits_for_spinning_threads(monkeypatch):
 
 
 def test_roofline_fraction_is_paired_within_rounds():
-    """The machine slows down 4x over three rounds; the roofline stays at 80% of numpy."""
-    timings = {bench.ROOFLINE: timing.Timing(bench.ROOFLINE, samples=[0.8, 1.6, 3.2]),
-               "numpy": timing.Timing("numpy", samples=[1.0, 2.0, 4.0])}
+    """The machine slows down 5x over three rounds; the roofline stays at 80% of numpy."""
+    timings = {bench.ROOFLINE: timing.Timing(bench.ROOFLINE, samples=[0.8, 1.6, 4.0]),
+               "numpy": timing.Timing("numpy", samples=[1.0, 2.0, 5.0])}
     rows = bench.rows(bench.Shape.parse("4-2:1"), "float64", timings)
     numpy = next(r for r in rows if r["backend"] == "numpy")
-    assert numpy["roofline_fraction"] == pytest.approx(0.8)
+    assert numpy["roofline_fraction"] == pytest.approx(0.8)    # a ratio of medians: 0.8
 
 
-def _ratios(value: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _ratios(value: float, fastest: float = 1.0) -> tuple[pd.DataFrame, pd.DataFrame]:
     df = pd.DataFrame({"shape": ["8-2:4"] * 2, "dtype": ["float64"] * 2,
-                       "backend": [bench.ROOFLINE, "numpy"], "ratio_to_fastest": [None, 1.0],
+                       "backend": [bench.ROOFLINE, "numpy"], "ratio_to_fastest": [None, fastest],
                        "roofline_fraction": [1.0, value]})
     vs = pd.DataFrame({"shape": ["8-2:4"], "dtype": ["float64"],
                        "numpy_vs_fastest_framework": [None]})
@@ -141,12 +145,19 @@ def _ratios(value: float) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def test_reproducibility_compares_every_ratio_with_the_baseline():
-    before = bench_repro.ratio_table(*_ratios(0.80))
-    table = bench_repro.compare(bench_repro.ratio_table(*_ratios(0.88)), before)
+    before = bench_repro.ratio_table(*_ratios(0.80, fastest=1.10))
+    table = bench_repro.compare(bench_repro.ratio_table(*_ratios(0.88, fastest=1.12)), before)
     assert set(table.ratio) == {"ratio_to_fastest", "roofline_fraction"}   # NaNs left out
     target = bench_repro.target(table, Path("old"))
     assert not target["passed"] and target["within"] == 1 and target["compared"] == 2
     assert target["worst"] == pytest.approx(0.1) and target["ratio"] == "numpy roofline_fraction"
+
+
+def test_the_fastest_backends_ratio_of_one_is_not_counted():
+    table = bench_repro.compare(bench_repro.ratio_table(*_ratios(0.8)),
+                                bench_repro.ratio_table(*_ratios(0.8)))
+    assert list(table.ratio) == ["roofline_fraction"]
+    assert bench_repro.target(table.iloc[:0], Path("old")) is None
 
 
 def test_bench_baseline_writes_the_comparison(tmp_path, capsys):
@@ -154,23 +165,32 @@ def test_bench_baseline_writes_the_comparison(tmp_path, capsys):
             "--backends", "numpy"]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
     assert main([*args, "--out", str(tmp_path / "b"), "--baseline", str(tmp_path / "a")]) == 0
-    repro = pd.read_csv(tmp_path / "b" / "reproducibility.csv")
-    assert len(repro) == 2 and {"value_baseline", "value", "change"} <= set(repro.columns)
+    repro = pd.read_csv(tmp_path / "b" / "reproducibility.csv")   # numpy's roofline fraction:
+    assert len(repro) == 1 and {"value_baseline", "value", "change"} <= set(repro.columns)
     summary = json.loads((tmp_path / "b" / "summary.json").read_text())
-    assert summary["targets"]["ratios_reproducible"]["compared"] == 2
+    assert summary["targets"]["ratios_reproducible"]["compared"] == 1
     assert "ratios within 5%" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("shapes, baseline, message", [
-    ("16-8-3:4", "missing", "not a `harness bench` results folder"),
-    ("32-8-3:4", "a", "shares no shape and dtype"),
+@pytest.mark.parametrize("extra, baseline, message", [
+    ([], "missing", "not a `harness bench` results folder"),
+    (["--shapes", "32-8-3:4"], "a", "shares no shape and dtype"),
+    (["--threads", "1"], "a", "was measured with backends"),
+    (["--in-process"], "a", "was measured with backends"),
+    (["--backends", "numpy,numpy,sklearn"], "a", "was measured with backends ['numpy']"),
+    ([], "damaged", "is damaged"),
 ])
-def test_bad_baseline_is_a_one_line_error_before_any_timing(tmp_path, capsys, shapes,
+def test_bad_baseline_is_a_one_line_error_before_any_timing(tmp_path, capsys, extra,
                                                             baseline, message):
-    base = ["bench", "--dtypes", "float64", "--rounds", "3", "--backends", "numpy"]
-    assert main([*base, "--shapes", "16-8-3:4", "--out", str(tmp_path / "a")]) == 0
+    base = ["bench", "--shapes", "16-8-3:4", "--dtypes", "float64", "--rounds", "3",
+            "--backends", "numpy", "--threads", "2"]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 0
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    for name in ("bench.csv", "numpy_vs_frameworks.csv", "summary.json"):
+        (damaged / name).write_text("shape,dtype\n" if name.endswith("csv") else "{}")
     capsys.readouterr()
-    code = main([*base, "--shapes", shapes, "--out", str(tmp_path / "b"),
+    code = main([*base, *extra, "--out", str(tmp_path / "b"),
                  "--baseline", str(tmp_path / baseline)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--baseline" in err[0] and message in err[0]
