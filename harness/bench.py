@@ -137,3 +137,10 @@ def rows(shape: Shape, dtype: str, timings: dict[str, timing.Timing]) -> list[di
                     "roofline_fraction": timing.paired_ratio(roof, t.samples),
                     "ratio_to_fastest": ratio.get(name, np.nan), "rounds": len(t.samples)})
     return out
+
+
+def sample_rows(shape: Shape, dtype: str, timings: dict[str, timing.Timing]) -> list[dict]:
+    """Every sample (the median call time of one round) of every contestant at this shape:
+    stored, so that any other statistic can be computed later from the same run."""
+    return [{"shape": shape.label, "dtype": dtype, "backend": name, "round": r, "seconds": v}
+            for name, t in timings.items() for r, v in enumerate(t.samples)]

@@ -88,13 +88,14 @@ def run_bench(shapes: list[bench.Shape], dtypes: list[str], names: list[str], ro
     before = baseline_ratios(baseline, shapes, dtypes, setup, names)
     protocol = timing.Protocol(rounds=rounds)
     started, t0 = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter()
-    rows, vs = [], []
+    rows, vs, samples = [], [], []
     pool = None if in_process else bench.start_workers(names, n_threads)
     try:
         points = [(shape, dtype) for shape in shapes for dtype in dtypes]
         grid = bench.bench_grid(names, points, protocol, pool, device)
         for (shape, dtype), timings in zip(points, grid, strict=True):
             rows += bench.rows(shape, dtype, timings)
+            samples += bench.sample_rows(shape, dtype, timings)
             vs.append({"shape": shape.label, "dtype": dtype,
                        "numpy_vs_fastest_framework": numpy_vs_frameworks(timings)})
     finally:
@@ -104,7 +105,7 @@ def run_bench(shapes: list[bench.Shape], dtypes: list[str], names: list[str], ro
     print_table(df, vs_df)
     summary = {"experiment": "bench", **setup, "rounds": rounds, "skipped": skipped,
                "targets": targets(df, vs_df)}
-    tables = {"bench": df, "numpy_vs_frameworks": vs_df}
+    tables = {"bench": df, "numpy_vs_frameworks": vs_df, "samples": pd.DataFrame(samples)}
     if before is not None:
         repro = bench_repro.compare(bench_repro.ratio_table(df, vs_df), before)
         bench_repro.print_comparison(repro)

@@ -75,6 +75,10 @@ def test_bench_command_writes_results(tmp_path, capsys):
     assert code == 0
     df = pd.read_csv(out / "bench.csv")
     assert set(df.backend) == {"numpy", "roofline"} and (df.median_s > 0).all()
+    samples = pd.read_csv(out / "samples.csv")
+    assert len(samples) == 2 * 3 and list(samples["round"][:3]) == [0, 1, 2]
+    assert samples[samples.backend == "numpy"].seconds.median() == pytest.approx(
+        df[df.backend == "numpy"].median_s.iloc[0])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["threads"] >= 1 and "numpy_roofline_at_large_shapes" in summary["targets"]
     assert (out / "bench.png").stat().st_size > 10_000
