@@ -109,13 +109,9 @@ def bench_grid(names: list[str], points: list[tuple[Shape, str]], protocol: timi
     """Timings of the roofline and every backend at each (shape, dtype) point, all points
     interleaved round by round: each contestant in its own worker process when `pool` is
     given, else all in this process."""
-    everyone = [ROOFLINE, *names]
-    if pool is None:
-        grid = [[contestant(n, shape, dtype, device) for n in everyone]
-                for shape, dtype in points]
-    else:
-        grid = [[pool[n].build(shape, dtype, device) for n in everyone]
-                for shape, dtype in points]
+    build = contestant if pool is None else lambda name, *args: pool[name].build(*args)
+    grid = [[build(n, shape, dtype, device) for n in [ROOFLINE, *names]]
+            for shape, dtype in points]
     return timing.measure_grid(grid, protocol)
 
 

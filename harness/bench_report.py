@@ -51,18 +51,19 @@ def machine_line(meta: dict, summary: dict, bench: pd.DataFrame) -> str:
             f"{where}).")
 
 
+def target_detail(t: dict) -> str:
+    """How a target came out, after its verdict: "(worst 1.04 at SHAPE DTYPE, target 1.0)",
+    and for the reproducibility target how many ratios stayed within it of which baseline."""
+    where = f"{t['shape']} {t['dtype']}" + (f" {t['ratio']}" if "ratio" in t else "")
+    extra = (f"; {t['within']} of {t['compared']} ratios within {t['target']:.0%} of "
+             f"`{t['baseline']}`" if "within" in t else "")
+    return f"(worst {t['worst']:.2f} at {where}, target {t['target']}{extra})"
+
+
 def target_lines(targets: dict) -> list[str]:
-    lines = []
-    for name, t in targets.items():
-        if not t:
-            lines.append(f"- `{name}`: n/a (no point of this run decides it)")
-        else:
-            where = f"{t['shape']} {t['dtype']}" + (f" {t['ratio']}" if "ratio" in t else "")
-            extra = (f"; {t['within']} of {t['compared']} ratios within {t['target']:.0%} of "
-                     f"`{t['baseline']}`" if "within" in t else "")
-            lines.append(f"- `{name}`: **{'met' if t['passed'] else 'not met'}** (worst "
-                         f"{t['worst']:.2f} at {where}, target {t['target']}{extra})")
-    return lines
+    return [f"- `{name}`: " + (f"**{'met' if t['passed'] else 'not met'}** {target_detail(t)}"
+                               if t else "n/a (no point of this run decides it)")
+            for name, t in targets.items()]
 
 
 def render(bench: pd.DataFrame, vs: pd.DataFrame, summary: dict, meta: dict) -> str:

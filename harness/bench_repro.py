@@ -8,12 +8,12 @@ NumPy / fastest framework) should not. The issue's target is that each moves by 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from harness import results
 from harness.bench import ROOFLINE
 from harness.schema import SpecError
 
@@ -45,10 +45,10 @@ def load_baseline(folder: Path, setup: dict, backends: list[str]) -> pd.DataFram
     try:
         frames = [pd.read_csv(f) for f in files]
         table = ratio_table(*frames)
-        summary = json.loads((folder / "summary.json").read_text())
+        summary = results.read_json(folder / "summary.json")
         before = {key: summary[key] for key in setup}
         tested = sorted(set(frames[0]["backend"]) - {ROOFLINE})
-    except (KeyError, ValueError, TypeError, AttributeError, pd.errors.ParserError) as err:
+    except (KeyError, ValueError, TypeError, AttributeError, results.ResultsError) as err:
         raise SpecError("--baseline", f"{folder} is damaged ({type(err).__name__}: {err})"
                         ) from None
     if before != setup or tested != sorted(backends):

@@ -114,16 +114,11 @@ def run_bench(shapes: list[bench.Shape], dtypes: list[str], names: list[str], ro
     meta = provenance.environment(started, time.perf_counter() - t0)
     results.write(out, tables, summary, meta, force)
     from harness.bench_plot import write_plot
+    from harness.bench_report import target_detail
 
     print(f"\n{write_plot(out)}")
     for name, target in summary["targets"].items():
         if target:
-            print(f"{name}: {'met' if target['passed'] else 'NOT met'} (worst "
-                  f"{target['worst']:.2f} at {target['shape']} {target['dtype']}"
-                  f"{' ' + target['ratio'] if 'ratio' in target else ''}, "
-                  f"target {target['target']})")
-    repro = summary["targets"].get("ratios_reproducible")
-    if repro:
-        print(f"{repro['within']} of {repro['compared']} ratios within "
-              f"{repro['target']:.0%} of {repro['baseline']}")
+            print(f"{name}: {'met' if target['passed'] else 'NOT met'} "
+                  f"{target_detail(target)}")
     return 0

@@ -144,7 +144,5 @@ def paired_ratio(numerator: list[float], denominator: list[float]) -> float:
 
 def ratios_to_fastest(timings: dict[str, Timing]) -> dict[str, float]:
     """Median over rounds of t_backend / min_b t_b, paired within each round."""
-    names = list(timings)
-    table = np.array([timings[n].samples for n in names])       # backends x rounds
-    per_round = table / table.min(axis=0, keepdims=True)
-    return {n: float(np.median(per_round[i])) for i, n in enumerate(names)}
+    fastest = np.min([t.samples for t in timings.values()], axis=0)     # per round
+    return {n: paired_ratio(t.samples, fastest) for n, t in timings.items()}
