@@ -19,7 +19,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from harness import optim
+from harness import blas, optim
 from harness.backend import Backend, trainable_mask
 from harness.data import Batch
 from harness.params import Params
@@ -163,27 +163,35 @@ class NumpyManual(Backend):
             return x
         return ws.h[i - 1] if masks and masks[i - 1] is not None else ws.a[i - 1]
 
-    def _loss_and_grads(self, batch: Batch, scale: float = 1.0) -> float:
+    def _delta_below(self, i: int, delta: np.ndarray, ws: Workspace, masks: tuple) -> None:
+        """delta_{i-1} = (delta_i W_i^T) * mask_{i-1} * f'_{i-1}(z_{i-1}), into ws.delta[i-1]."""
+        below = np.matmul(delta, self._flat[2 * i].T, out=ws.delta[i - 1])
+        if masks and masks[i - 1] is not None:
+            below *= masks[i - 1]                                   # dropped units pass nothing
+        activation_grad(self.layers[i - 1], below, ws.z[i - 1], ws.a[i - 1], ws.scratch[i - 1])
+
+    def _loss_and_grads(self, batch: Batch, scale: float = 1.0,
+                        descend: blas.AddProduct | None = None) -> float:
         """Loss; `scale` times the gradients into self._grads ([dW0, db0, dW1, ...]).
-        Backprop is linear in the output delta, so scaling it scales every gradient."""
+        Backprop is linear in the output delta, so scaling it scales every gradient.
+        With `descend` (BLAS c += alpha a b) the weight gradients are not stored: each W
+        (weights are always trained) gets W -= scale * dW inside its GEMM. Only without L2:
+        its gradient term is not a product and would be left out."""
         ws, last = self._forward(batch.x, batch.masks), len(self.layers) - 1
         value = loss_and_delta(self.spec.loss.name, ws.z[last], ws.a[last], batch.y,
                                self.layers[last], ws.delta[last], ws.scratch[last])
         if scale != 1.0:
             ws.delta[last] *= self.dtype.type(scale)
         for i in range(last, -1, -1):
-            delta = ws.delta[i]
-            np.matmul(self._inputs(i, batch.x, ws, batch.masks).T, delta,
-                      out=self._grads[2 * i])                       # dL/dW = h^T delta
+            delta, h = ws.delta[i], self._inputs(i, batch.x, ws, batch.masks)
             if self.trainable[2 * i + 1]:
                 delta.sum(axis=0, out=self._grads[2 * i + 1])       # dL/db = sum_n delta
-            if i == 0:
-                break
-            below = np.matmul(delta, self._flat[2 * i].T, out=ws.delta[i - 1])  # delta W^T
-            if batch.masks and batch.masks[i - 1] is not None:
-                below *= batch.masks[i - 1]                         # dropped units pass nothing
-            activation_grad(self.layers[i - 1], below, ws.z[i - 1], ws.a[i - 1],
-                            ws.scratch[i - 1])
+            if i > 0:                                               # before W_i changes:
+                self._delta_below(i, delta, ws, batch.masks)        # it needs the old W_i
+            if descend is None:
+                np.matmul(h.T, delta, out=self._grads[2 * i])       # dL/dW = h^T delta
+            else:
+                descend(self._flat[2 * i], h.T, delta, -1.0)        # W -= h^T delta
         l2 = self.spec.loss.l2
         if l2:
             weights = self._flat[0::2]
@@ -200,10 +208,12 @@ class NumpyManual(Backend):
     def train_step(self, batch: Batch) -> float:
         opt, lr = self.spec.optimizer, self.spec.training.learning_rate
         if opt.name == "sgd" and not opt.weight_decay:
-            # p -= lr * g with lr folded into the output delta: one pass over each tensor
-            value = self._loss_and_grads(batch, scale=lr)
-            for p, g, train in zip(self._flat, self._grads, self.trainable, strict=True):
-                if train:
+            # p -= lr * g with lr folded into the output delta; each W descends inside its
+            # GEMM where NumPy's BLAS is reachable (no L2: its term is not a product)
+            descend = None if self.spec.loss.l2 else blas.accumulator(self.dtype)
+            value = self._loss_and_grads(batch, scale=lr, descend=descend)
+            for j, (p, g) in enumerate(zip(self._flat, self._grads, strict=True)):
+                if self.trainable[j] and (descend is None or p.ndim == 1):
                     p -= g
             return value
         value = self._loss_and_grads(batch)

@@ -23,8 +23,8 @@ class BrokenBias(NumpyManual):
     """NumPy backprop with the sign of the output bias gradient flipped (injected by the test)."""
     name: ClassVar[str] = "broken"
 
-    def _loss_and_grads(self, batch, scale=1.0):
-        value = super()._loss_and_grads(batch, scale)
+    def _loss_and_grads(self, batch, scale=1.0, descend=None):
+        value = super()._loss_and_grads(batch, scale, descend)
         self._grads[3] *= -1                      # [dW0, db0, dW1, db1]: db1's sign flipped
         return value
 
