@@ -45,9 +45,13 @@ def machine_line(meta: dict, summary: dict, bench: pd.DataFrame) -> str:
     versions = ", ".join(f"{p} {packages[p]}" for p in ("numpy", "torch", "jax")
                          if p in packages and p in timed)
     where = "all in one process" if summary["in_process"] else "each backend in its own process"
+    least, most = int(bench["rounds"].min()), int(bench["rounds"].max())
+    rounds = f"{least}" if least == most else f"{least} to {most}"
+    more = (f", more while a point's ratios were uncertain by over {summary['precision']:.0%}"
+            if "precision" in summary else "")
     return (f"Measured {meta.get('started', '?')} on {meta.get('cpu', '?')} "
             f"({meta.get('cpu_count', '?')} cores), {summary['threads']} threads per framework, "
-            f"{versions}; median step time in ms ({summary['rounds']} interleaved rounds, "
+            f"{versions}; median step time in ms ({rounds} interleaved rounds{more}, "
             f"{where}).")
 
 

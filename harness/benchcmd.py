@@ -71,7 +71,8 @@ def baseline_ratios(folder: Path | None, shapes: list[bench.Shape], dtypes: list
     return table
 
 
-def run_bench(shapes: list[bench.Shape], dtypes: list[str], names: list[str], rounds: int,
+def run_bench(shapes: list[bench.Shape], dtypes: list[str], names: list[str],
+              protocol: timing.Protocol,
               n_threads: int, in_process: bool, out: Path, force: bool,
               device: str = "cpu", baseline: Path | None = None) -> int:
     """Benchmark, print, write results/bench/ (bench.csv, summary.json, meta.json, bench.png);
@@ -86,7 +87,6 @@ def run_bench(shapes: list[bench.Shape], dtypes: list[str], names: list[str], ro
                                       "installed backend)")
     setup = {"threads": n_threads, "in_process": in_process, "device": device}
     before = baseline_ratios(baseline, shapes, dtypes, setup, names)
-    protocol = timing.Protocol(rounds=rounds)
     started, t0 = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter()
     rows, vs, samples = [], [], []
     pool = None if in_process else bench.start_workers(names, n_threads)
@@ -103,7 +103,9 @@ def run_bench(shapes: list[bench.Shape], dtypes: list[str], names: list[str], ro
             worker.stop()
     df, vs_df = pd.DataFrame(rows), pd.DataFrame(vs)
     print_table(df, vs_df)
-    summary = {"experiment": "bench", **setup, "rounds": rounds, "skipped": skipped,
+    summary = {"experiment": "bench", **setup, "rounds": protocol.rounds,
+               "max_rounds": protocol.max_rounds, "precision": protocol.precision,
+               "skipped": skipped,
                "targets": targets(df, vs_df)}
     tables = {"bench": df, "numpy_vs_frameworks": vs_df, "samples": pd.DataFrame(samples)}
     if before is not None:

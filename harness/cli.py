@@ -14,6 +14,7 @@ from pathlib import Path
 from harness import experiment, table
 from harness.results import ResultsError
 from harness.schema import SpecError
+from harness.timing import Protocol
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,7 +80,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="comma-separated (default: float32,float64)")
     b.add_argument("--backends", type=lambda s: [x for x in s.split(",") if x],
                    default=["numpy", "torch", "jax"], help="default: numpy,torch,jax")
-    b.add_argument("--rounds", type=int, default=21, help="interleaved rounds (default: 21)")
+    b.add_argument("--rounds", type=int, default=Protocol.rounds,
+                   help=f"interleaved rounds every point gets (default: {Protocol.rounds})")
+    b.add_argument("--max-rounds", type=int, default=Protocol.max_rounds,
+                   help="rounds a point may get while any of its ratios is uncertain by more "
+                        f"than {Protocol.precision:.0%}% (95%% CI; default: {Protocol.max_rounds})")
     b.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                    help="threads for every framework: BLAS, torch, XLA (default: all cores)")
     b.add_argument("--in-process", action="store_true",
@@ -178,6 +183,9 @@ def _bench(args: argparse.Namespace) -> int:
             raise SpecError("--backends", f"{name!r} is not one of {', '.join(registry())}")
     if args.rounds < 3:
         raise SpecError("--rounds", f"{args.rounds} is too small (allowed: integer >= 3)")
+    if args.max_rounds < args.rounds:
+        raise SpecError("--max-rounds", f"{args.max_rounds} is below --rounds {args.rounds} "
+                                        "(allowed: integer >= --rounds)")
     if args.threads < 1:
         raise SpecError("--threads", f"{args.threads} is too small (allowed: integer >= 1)")
     try:
@@ -185,7 +193,8 @@ def _bench(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise SpecError("", str(err)) from None
     shapes = list({s.label: s for s in shapes}.values())      # each point once
-    return run_bench(shapes, dtypes, names, args.rounds, args.threads, args.in_process,
+    protocol = Protocol(rounds=args.rounds, max_rounds=args.max_rounds)
+    return run_bench(shapes, dtypes, names, protocol, args.threads, args.in_process,
                      args.out, args.force, args.device, args.baseline)
 
 

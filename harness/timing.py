@@ -11,7 +11,13 @@ same way in spirit: sync before the clock stops, the first, compiling step apart
    their work, and would steal the cores from the next contestant. Rotating the order means
    no backend always follows the same neighbour; interleaving means a change in the
    machine's load hits all alike. With several points (shapes), each round visits them all.
-4. Statistics: median and interquartile range of the samples, and each backend's ratio to
+4. More rounds where needed: after `rounds`, a point whose paired ratios (every pair of its
+   contestants, within rounds) are still uncertain by more than `precision` (half-width of
+   a 95% confidence interval of their median, relative) gets further rounds, still
+   interleaved with the other such points, until it is precise or has `max_rounds`. A
+   contestant with sporadic slow calls (XLA on 2 cores: a quarter of its calls 20-50% slow)
+   needs more samples before its median stops moving; a steady point costs no extra time.
+5. Statistics: median and interquartile range of the samples, and each backend's ratio to
    the fastest one *within the same round*, whose median is the reported ratio. A step time
    is therefore a typical step, not total time / steps: a cost that recurs only every few
    steps (a garbage collection) is outvoted like a stall of the machine.
@@ -35,6 +41,8 @@ import numpy as np
 class Protocol:
     warmup: int = 3                       # untimed calls after the first
     rounds: int = 21                      # interleaved rounds; one sample per backend each
+    max_rounds: int = 61                  # ... continued for a point while it is imprecise
+    precision: float = 0.02               # wanted CI half-width of every paired ratio
     min_sample_seconds: float = 0.02      # repeat a call until a sample is this long
 
 
@@ -47,6 +55,7 @@ QUIET_WINDOW = 0.01                       # seconds per look at the process's CP
 QUIET_CPU = 0.2                           # fraction of one core that still counts as idle
 QUIET_LIMIT = 1.0                         # give up waiting after this many seconds
 MIN_CALLS = 3         # per sample, even for slow steps: the median then outvotes a cold call
+CI_Z = 1.96           # two-sided 95% normal quantile, for the median's confidence interval
 
 
 @dataclass
@@ -117,18 +126,46 @@ def _prepare(contestants: list[Timed], protocol: Protocol) -> dict[str, Timing]:
     return out
 
 
+def median_ci(values: list[float] | np.ndarray) -> tuple[float, float]:
+    """Distribution-free 95% confidence interval of the median: the order statistics whose
+    ranks lie z*sqrt(n)/2 either side of n/2 (the count of values below the median is
+    binomial(n, 1/2)). No assumption on the shape: step times are skewed and often bimodal."""
+    x, n = np.sort(np.asarray(values, dtype=float)), len(values)
+    half = CI_Z * math.sqrt(n) / 2
+    lo, hi = max(math.floor(n / 2 - half) - 1, 0), min(math.ceil(n / 2 + half), n - 1)
+    return float(x[lo]), float(x[hi])
+
+
+def imprecision(timings: dict[str, Timing]) -> float:
+    """The widest relative CI half-width among a point's paired ratios (every pair of its
+    contestants, sample by sample within rounds): 0.02 means every ratio is known to +-2%."""
+    names, worst = list(timings), 0.0
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            ratio = np.asarray(timings[a].samples) / np.asarray(timings[b].samples)
+            lo, hi = median_ci(ratio)
+            worst = max(worst, (hi - lo) / (2 * float(np.median(ratio))))
+    return worst
+
+
 def measure_grid(points: list[list[Timed]],
                  protocol: Protocol = Protocol()) -> list[dict[str, Timing]]:
     """Run the protocol over several points (a point: contestants to compare, e.g. backends at
     one shape). Each round visits every point in turn, so one point's samples spread over the
     whole run: a slow spell of the machine costs every point a round or two, instead of all
-    of one point's rounds. Within a point the order rotates (A B C, then B C A, ...)."""
+    of one point's rounds. Within a point the order rotates (A B C, then B C A, ...). After
+    `rounds`, only the points still imprecise go on, up to `max_rounds`."""
     outs = [_prepare(contestants, protocol) for contestants in points]
-    for r in range(protocol.rounds):
-        for contestants, out in zip(points, outs, strict=True):
-            shift = r % len(contestants)
-            for t in contestants[shift:] + contestants[:shift]:
-                out[t.name].samples.append(t.sample(out[t.name].repeats))
+    active = list(range(len(points)))
+    for r in range(max(protocol.rounds, protocol.max_rounds)):
+        if r >= protocol.rounds:
+            active = [i for i in active if imprecision(outs[i]) > protocol.precision]
+            if not active:
+                break
+        for i in active:
+            shift = r % len(points[i])
+            for t in points[i][shift:] + points[i][:shift]:
+                outs[i][t.name].samples.append(t.sample(outs[i][t.name].repeats))
     return outs
 
 

@@ -16,6 +16,8 @@ import pytest
 from harness import bench, bench_repro, timing
 from harness.cli import main
 
+THREE_ROUNDS = ["--rounds", "3", "--max-rounds", "3"]   # a fixed number: no extra rounds
+
 
 def test_ratios_are_paired_within_rounds():
     """A drifting machine (every round slower) must not change the ratio."""
@@ -33,7 +35,7 @@ def test_measure_rotates_order_and_separates_the_first_call():
     def contestant(name):
         return timing.local(name, lambda: calls.append(name))
 
-    protocol = timing.Protocol(warmup=2, rounds=3, min_sample_seconds=0.0)
+    protocol = timing.Protocol(warmup=2, rounds=3, max_rounds=3, min_sample_seconds=0.0)
     out = timing.measure([contestant("a"), contestant("b"), contestant("c")], protocol)
     k = timing.MIN_CALLS
     assert all(len(t.samples) == 3 and t.repeats == k for t in out.values())
@@ -47,11 +49,46 @@ def test_each_round_visits_every_point():
     def point(*names):
         return [timing.local(n, lambda n=n: calls.append(n)) for n in names]
 
-    protocol = timing.Protocol(warmup=1, rounds=2, min_sample_seconds=0.0)
+    protocol = timing.Protocol(warmup=1, rounds=2, max_rounds=2, min_sample_seconds=0.0)
     outs = timing.measure_grid([point("a", "b"), point("x", "y")], protocol)
     assert [sorted(o) for o in outs] == [["a", "b"], ["x", "y"]]
     k = timing.MIN_CALLS
     assert calls[8::k] == ["a", "b", "x", "y", "b", "a", "y", "x"]
+
+
+def scripted(name: str, values: list[float]) -> timing.Timed:
+    """A contestant whose samples are `values` in turn, cycling (no clock involved)."""
+    it = iter(values * 100)
+    return timing.Timed(name, lambda n: next(it))
+
+
+def test_median_ci_brackets_the_median_by_binomial_ranks():
+    assert timing.median_ci(list(range(1, 22))) == (6.0, 16.0)       # n = 21: ranks 6 and 16
+    lo, hi = timing.median_ci(list(range(100)))
+    assert (lo, hi) == (39.0, 60.0)                                   # n = 100: 40th and 61st
+    assert timing.median_ci([5.0] * 7) == (5.0, 5.0)
+
+
+def test_only_imprecise_points_get_more_rounds():
+    """One point's ratio is steady, the other's alternates 1.0 / 1.5 forever: only the second
+    gets rounds beyond `rounds`, and it stops at `max_rounds`."""
+    protocol = timing.Protocol(warmup=1, rounds=5, max_rounds=9, min_sample_seconds=0.0)
+    steady = [scripted("a", [1.0]), scripted("b", [2.0])]
+    noisy = [scripted("a", [1.0]), scripted("b", [1.0, 1.5])]
+    out_steady, out_noisy = timing.measure_grid([steady, noisy], protocol)
+    assert {len(t.samples) for t in out_steady.values()} == {5}
+    assert {len(t.samples) for t in out_noisy.values()} == {9}
+    assert timing.imprecision(out_steady) == 0.0 and timing.imprecision(out_noisy) > 0.1
+
+
+def test_a_point_stops_once_its_ratios_are_precise():
+    """Every 4th sample of b is slow: after 5 rounds the CI of the median still reaches a slow
+    sample; with more rounds it closes on the fast ones, and the point stops early."""
+    protocol = timing.Protocol(warmup=1, rounds=5, max_rounds=61, min_sample_seconds=0.0)
+    out = timing.measure_grid([[scripted("a", [1.0]), scripted("b", [1.0, 1.0, 1.0, 1.3])]],
+                              protocol)[0]
+    assert 5 < len(out["a"].samples) < 61
+    assert timing.imprecision(out) <= protocol.precision
 
 
 def test_a_stall_within_a_sample_is_outvoted():
@@ -70,7 +107,7 @@ def test_flops_and_shape_parsing():
 
 def test_bench_command_writes_results(tmp_path, capsys):
     out = tmp_path / "bench"
-    code = main(["bench", "--shapes", "16-8-3:4", "--dtypes", "float64", "--rounds", "3",
+    code = main(["bench", "--shapes", "16-8-3:4", "--dtypes", "float64", *THREE_ROUNDS,
                  "--backends", "numpy", "--out", str(out)])
     assert code == 0
     df = pd.read_csv(out / "bench.csv")
@@ -105,10 +142,15 @@ def test_report_on_a_damaged_bench_folder_is_a_one_line_error(tmp_path, capsys, 
     assert len(err) == 1 and message in err[0]
 
 
-def test_bad_shape_is_a_one_line_error(tmp_path, capsys):
-    assert main(["bench", "--shapes", "abc", "--out", str(tmp_path / "b")]) == 2
+@pytest.mark.parametrize("args, message", [
+    (["--shapes", "abc"], "SIZES:BATCH"),
+    (["--rounds", "2"], "--rounds: 2 is too small (allowed: integer >= 3)"),
+    (["--rounds", "9", "--max-rounds", "5"], "--max-rounds: 5 is below --rounds 9"),
+])
+def test_bad_bench_argument_is_a_one_line_error(tmp_path, capsys, args, message):
+    assert main(["bench", *args, "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "SIZES:BATCH" in err[0]
+    assert len(err) == 1 and message in err[0] and not (tmp_path / "b").exists()
 
 
 def test_quiesce_waits_for_spinning_threads(monkeypatch):
@@ -165,7 +207,7 @@ def test_the_fastest_backends_ratio_of_one_is_not_counted():
 
 
 def test_bench_baseline_writes_the_comparison(tmp_path, capsys):
-    args = ["bench", "--shapes", "16-8-3:4", "--dtypes", "float64", "--rounds", "3",
+    args = ["bench", "--shapes", "16-8-3:4", "--dtypes", "float64", *THREE_ROUNDS,
             "--backends", "numpy"]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
     assert main([*args, "--out", str(tmp_path / "b"), "--baseline", str(tmp_path / "a")]) == 0
@@ -186,7 +228,7 @@ def test_bench_baseline_writes_the_comparison(tmp_path, capsys):
 ])
 def test_bad_baseline_is_a_one_line_error_before_any_timing(tmp_path, capsys, extra,
                                                             baseline, message):
-    base = ["bench", "--shapes", "16-8-3:4", "--dtypes", "float64", "--rounds", "3",
+    base = ["bench", "--shapes", "16-8-3:4", "--dtypes", "float64", *THREE_ROUNDS,
             "--backends", "numpy", "--threads", "2"]
     assert main([*base, "--out", str(tmp_path / "a")]) == 0
     damaged = tmp_path / "damaged"
