@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from harness import blas, data, params, tolerances
+from implementations import numpy_manual
 from implementations.numpy_manual import NumpyManual
 from tests.conftest import mlp, spec_from
 
@@ -76,6 +77,7 @@ def train(spec, monkeypatch, in_blas: bool) -> tuple[list, int, int]:
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_step_descending_in_blas_matches_the_plain_step(dtype, monkeypatch):
     reachable(dtype)
+    monkeypatch.setattr(numpy_manual, "BLAS_DESCENT_MIN_SIZE", 0)   # these W are tiny
     model = mlp([(16, "relu"), (8, "tanh")], (3, "softmax"), drop_prob=0.25)
     model["layers"][1]["trainable_bias"] = False
     spec = spec_from(dtype=dtype, model=model, training={"learning_rate": 0.2, "epochs": 4})
@@ -94,3 +96,16 @@ def test_l2_keeps_the_plain_step(monkeypatch):
     spec = spec_from(loss={"l2": 1e-3})
     _, _, calls = train(spec, monkeypatch, in_blas=True)
     assert calls == 0                               # the L2 term is not a product
+
+
+def test_small_weight_matrices_keep_the_plain_step(monkeypatch):
+    """Below BLAS_DESCENT_MIN_SIZE the ctypes call costs more than the update pass it saves."""
+    reachable("float64")
+    model = mlp([(128, "relu"), (8, "relu")], (3, "softmax"))      # W: 2x128, 128x8, 8x3
+    spec = spec_from(model=model, training={"epochs": 1})
+    _, _, calls = train(spec, monkeypatch, in_blas=True)
+    assert calls == 0
+    spec = spec_from(model=mlp([(128, "relu"), (128, "relu")], (3, "softmax")),
+                     training={"epochs": 1})
+    _, steps, calls = train(spec, monkeypatch, in_blas=True)
+    assert calls == steps                           # only the 128 x 128 matrix
