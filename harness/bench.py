@@ -122,16 +122,22 @@ def start_workers(names: list[str], n_threads: int) -> dict[str, workers.Worker]
 def rows(shape: Shape, dtype: str, timings: dict[str, timing.Timing]) -> list[dict]:
     """One tidy row per backend (and the roofline) at this shape. The roofline fraction is
     paired like every ratio: roofline time / backend time within a round, median over rounds
-    (a ratio of two medians would let the machine's drift between rounds into it)."""
+    (a ratio of two medians would let the machine's drift between rounds into it). Each
+    ratio comes with the relative half-width of its 95% confidence interval (`_ci`)."""
     roof = timings[ROOFLINE].samples
-    ratio = timing.ratios_to_fastest({k: v for k, v in timings.items() if k != ROOFLINE})
+    backends = {k: v for k, v in timings.items() if k != ROOFLINE}
+    ratio, best = timing.ratios_to_fastest(backends), timing.fastest(backends)
     out = []
     for name, t in timings.items():
         out.append({"shape": shape.label, "dtype": dtype, "backend": name,
                     "gflop_per_step": shape.flops / 1e9, "median_s": t.median, "iqr_s": t.iqr,
                     "first_call_s": t.first_call, "gflops": shape.flops / t.median / 1e9,
                     "roofline_fraction": timing.paired_ratio(roof, t.samples),
-                    "ratio_to_fastest": ratio.get(name, np.nan), "rounds": len(t.samples)})
+                    "roofline_fraction_ci": timing.paired_ci(roof, t.samples),
+                    "ratio_to_fastest": ratio.get(name, np.nan),
+                    "ratio_to_fastest_ci": (timing.paired_ci(t.samples, best)
+                                            if name in backends else np.nan),
+                    "rounds": len(t.samples)})
     return out
 
 

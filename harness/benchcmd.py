@@ -47,11 +47,13 @@ def targets(df: pd.DataFrame, vs: pd.DataFrame) -> dict:
 
 def print_table(df: pd.DataFrame, vs: pd.DataFrame) -> None:
     print(f"{'shape':>36} {'dtype':>7} {'backend':>8} {'step ms':>10} {'IQR ms':>8} "
-          f"{'GFLOP/s':>8} {'roofline':>8} {'x fastest':>9} {'first ms':>9}")
+          f"{'GFLOP/s':>8} {'roofline':>8} {'x fastest':>9} {'95% CI':>7} {'rounds':>6} "
+          f"{'first ms':>9}")
     for r in df.itertuples():
         print(f"{r.shape:>36} {r.dtype:>7} {r.backend:>8} {r.median_s * 1e3:10.3f} "
               f"{r.iqr_s * 1e3:8.3f} {r.gflops:8.1f} {r.roofline_fraction:8.2f} "
-              f"{r.ratio_to_fastest:9.2f} {r.first_call_s * 1e3:9.1f}")
+              f"{r.ratio_to_fastest:9.2f} {r.ratio_to_fastest_ci:7.1%} {r.rounds:6d} "
+              f"{r.first_call_s * 1e3:9.1f}")
     print("\nnumpy / fastest of torch, jax (paired per round; <= 1.0 means numpy is faster):")
     for r in vs.itertuples():
         print(f"{r.shape:>36} {r.dtype:>7} {r.numpy_vs_fastest_framework:8.2f}")

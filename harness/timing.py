@@ -136,16 +136,18 @@ def median_ci(values: list[float] | np.ndarray) -> tuple[float, float]:
     return float(x[lo]), float(x[hi])
 
 
+def paired_ci(numerator: list[float] | np.ndarray, denominator: list[float] | np.ndarray) -> float:
+    """Half-width of the 95% CI of `paired_ratio`, relative to it: 0.02 means +-2%."""
+    ratio = np.asarray(numerator) / np.asarray(denominator)
+    lo, hi = median_ci(ratio)
+    return (hi - lo) / (2 * float(np.median(ratio)))
+
+
 def imprecision(timings: dict[str, Timing]) -> float:
-    """The widest relative CI half-width among a point's paired ratios (every pair of its
-    contestants, sample by sample within rounds): 0.02 means every ratio is known to +-2%."""
-    names, worst = list(timings), 0.0
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            ratio = np.asarray(timings[a].samples) / np.asarray(timings[b].samples)
-            lo, hi = median_ci(ratio)
-            worst = max(worst, (hi - lo) / (2 * float(np.median(ratio))))
-    return worst
+    """The widest `paired_ci` among a point's paired ratios (every pair of contestants)."""
+    names = list(timings)
+    return max((paired_ci(timings[a].samples, timings[b].samples)
+                for i, a in enumerate(names) for b in names[i + 1:]), default=0.0)
 
 
 def measure_grid(points: list[list[Timed]],
@@ -179,7 +181,12 @@ def paired_ratio(numerator: list[float], denominator: list[float]) -> float:
     return float(np.median(np.asarray(numerator) / np.asarray(denominator)))
 
 
+def fastest(timings: dict[str, Timing]) -> np.ndarray:
+    """The fastest contestant's sample in each round."""
+    return np.min([t.samples for t in timings.values()], axis=0)
+
+
 def ratios_to_fastest(timings: dict[str, Timing]) -> dict[str, float]:
     """Median over rounds of t_backend / min_b t_b, paired within each round."""
-    fastest = np.min([t.samples for t in timings.values()], axis=0)     # per round
-    return {n: paired_ratio(t.samples, fastest) for n, t in timings.items()}
+    best = fastest(timings)
+    return {n: paired_ratio(t.samples, best) for n, t in timings.items()}

@@ -69,6 +69,13 @@ def test_median_ci_brackets_the_median_by_binomial_ranks():
     assert timing.median_ci([5.0] * 7) == (5.0, 5.0)
 
 
+def test_paired_ci_is_relative_to_the_median_ratio():
+    assert timing.paired_ci([2.0] * 9, [1.0] * 9) == 0.0
+    numerator = [1.0 + 0.1 * i for i in range(21)]                 # ratios 1.0 ... 3.0
+    lo, hi = timing.median_ci(numerator)
+    assert timing.paired_ci(numerator, [1.0] * 21) == pytest.approx((hi - lo) / 2 / 2.0)
+
+
 def test_only_imprecise_points_get_more_rounds():
     """One point's ratio is steady, the other's alternates 1.0 / 1.5 forever: only the second
     gets rounds beyond `rounds`, and it stops at `max_rounds`."""
@@ -112,6 +119,8 @@ def test_bench_command_writes_results(tmp_path, capsys):
     assert code == 0
     df = pd.read_csv(out / "bench.csv")
     assert set(df.backend) == {"numpy", "roofline"} and (df.median_s > 0).all()
+    numpy_row = df[df.backend == "numpy"].iloc[0]
+    assert numpy_row.roofline_fraction_ci >= 0 and numpy_row.ratio_to_fastest_ci == 0.0
     samples = pd.read_csv(out / "samples.csv")
     assert len(samples) == 2 * 3 and list(samples["round"][:3]) == [0, 1, 2]
     assert samples[samples.backend == "numpy"].seconds.median() == pytest.approx(
