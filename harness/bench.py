@@ -104,29 +104,19 @@ def contestant(name: str, shape: Shape, dtype: str, device: str = "cpu") -> timi
 
 
 def bench_grid(names: list[str], points: list[tuple[Shape, str]], protocol: timing.Protocol,
-               n_threads: int | None = None, device: str = "cpu") -> list[dict[str, timing.Timing]]:
+               pool: dict[str, workers.Worker] | None = None,
+               device: str = "cpu") -> list[dict[str, timing.Timing]]:
     """Timings of the roofline and every backend at each (shape, dtype) point, all points
-    interleaved round by round: all in this process when `n_threads` is None, else each
-    contestant in its own worker process, replaced by a fresh one every
-    `protocol.rounds_per_process` rounds."""
-    if n_threads is None:
-        grid = [[contestant(n, shape, dtype, device) for n in [ROOFLINE, *names]]
-                for shape, dtype in points]
-        return timing.measure_grid(grid, protocol)
-    pool: dict[str, workers.Worker] = {}
+    interleaved round by round: each contestant in its own worker process when `pool` is
+    given, else all in this process."""
+    build = contestant if pool is None else lambda name, *args: pool[name].build(*args)
+    grid = [[build(n, shape, dtype, device) for n in [ROOFLINE, *names]]
+            for shape, dtype in points]
+    return timing.measure_grid(grid, protocol)
 
-    def renew(active: list[int]) -> list[list[timing.Timed]]:
-        for worker in pool.values():
-            worker.stop()
-        pool.update({n: workers.Worker(n, contestant, n_threads) for n in [ROOFLINE, *names]})
-        return [[pool[n].build(*points[i], device) for n in [ROOFLINE, *names]]
-                for i in active]
 
-    try:
-        return timing.measure_grid(renew(list(range(len(points)))), protocol, renew)
-    finally:
-        for worker in pool.values():
-            worker.stop()
+def start_workers(names: list[str], n_threads: int) -> dict[str, workers.Worker]:
+    return {n: workers.Worker(n, contestant, n_threads) for n in [ROOFLINE, *names]}
 
 
 def rows(shape: Shape, dtype: str, timings: dict[str, timing.Timing]) -> list[dict]:

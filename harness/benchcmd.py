@@ -91,13 +91,18 @@ def run_bench(shapes: list[bench.Shape], dtypes: list[str], names: list[str],
     before = baseline_ratios(baseline, shapes, dtypes, setup, names)
     started, t0 = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter()
     rows, vs, samples = [], [], []
-    points = [(shape, dtype) for shape in shapes for dtype in dtypes]
-    grid = bench.bench_grid(names, points, protocol, None if in_process else n_threads, device)
-    for (shape, dtype), timings in zip(points, grid, strict=True):
-        rows += bench.rows(shape, dtype, timings)
-        samples += bench.sample_rows(shape, dtype, timings)
-        vs.append({"shape": shape.label, "dtype": dtype,
-                   "numpy_vs_fastest_framework": numpy_vs_frameworks(timings)})
+    pool = None if in_process else bench.start_workers(names, n_threads)
+    try:
+        points = [(shape, dtype) for shape in shapes for dtype in dtypes]
+        grid = bench.bench_grid(names, points, protocol, pool, device)
+        for (shape, dtype), timings in zip(points, grid, strict=True):
+            rows += bench.rows(shape, dtype, timings)
+            samples += bench.sample_rows(shape, dtype, timings)
+            vs.append({"shape": shape.label, "dtype": dtype,
+                       "numpy_vs_fastest_framework": numpy_vs_frameworks(timings)})
+    finally:
+        for worker in (pool or {}).values():
+            worker.stop()
     df, vs_df = pd.DataFrame(rows), pd.DataFrame(vs)
     print_table(df, vs_df)
     summary = {"experiment": "bench", **setup, "rounds": protocol.rounds,

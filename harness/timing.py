@@ -42,7 +42,6 @@ class Protocol:
     warmup: int = 3                       # untimed calls after the first
     rounds: int = 21                      # interleaved rounds; one sample per backend each
     max_rounds: int = 61                  # ... continued for a point while it is imprecise
-    rounds_per_process: int = 7           # then fresh processes, where `renew` is given
     precision: float = 0.02               # wanted CI half-width of every paired ratio
     min_sample_seconds: float = 0.02      # repeat a call until a sample is this long
 
@@ -151,31 +150,20 @@ def imprecision(timings: dict[str, Timing]) -> float:
                 for i, a in enumerate(names) for b in names[i + 1:]), default=0.0)
 
 
-Renew = Callable[[list[int]], list[list[Timed]]]   # point indices -> fresh contestants
-
-
-def measure_grid(points: list[list[Timed]], protocol: Protocol = Protocol(),
-                 renew: Renew | None = None) -> list[dict[str, Timing]]:
+def measure_grid(points: list[list[Timed]],
+                 protocol: Protocol = Protocol()) -> list[dict[str, Timing]]:
     """Run the protocol over several points (a point: contestants to compare, e.g. backends at
     one shape). Each round visits every point in turn, so one point's samples spread over the
     whole run: a slow spell of the machine costs every point a round or two, instead of all
     of one point's rounds. Within a point the order rotates (A B C, then B C A, ...). After
-    `rounds`, only the points still imprecise go on, up to `max_rounds`. With `renew`, every
-    `rounds_per_process` rounds the points still measured get fresh contestants (new
-    processes, compiled and warmed up again, untimed): a process's own lasting state (which
-    core its threads settled on, how its memory was laid out) then varies between samples
-    instead of shifting all of them."""
+    `rounds`, only the points still imprecise go on, up to `max_rounds`."""
     outs = [_prepare(contestants, protocol) for contestants in points]
-    points, active = list(points), list(range(len(points)))
+    active = list(range(len(points)))
     for r in range(max(protocol.rounds, protocol.max_rounds)):
         if r >= protocol.rounds:
             active = [i for i in active if imprecision(outs[i]) > protocol.precision]
             if not active:
                 break
-        if renew is not None and r and r % protocol.rounds_per_process == 0:
-            for i, fresh in zip(active, renew(active), strict=True):
-                points[i] = fresh
-                _prepare(fresh, protocol)            # compile and warm up; not samples
         for i in active:
             shift = r % len(points[i])
             for t in points[i][shift:] + points[i][:shift]:

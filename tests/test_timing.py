@@ -88,47 +88,6 @@ def test_only_imprecise_points_get_more_rounds():
     assert timing.imprecision(out_steady) == 0.0 and timing.imprecision(out_noisy) > 0.1
 
 
-def test_processes_are_renewed_for_the_points_still_measured():
-    """Every 3 rounds the contestants are rebuilt: at round 3 both points, at round 6 only the
-    noisy one (the steady one stopped after `rounds` = 5). Samples accumulate across."""
-    protocol = timing.Protocol(warmup=1, rounds=5, max_rounds=9, rounds_per_process=3,
-                               min_sample_seconds=0.0)
-    make = {0: lambda: [scripted("a", [1.0]), scripted("b", [2.0])],
-            1: lambda: [scripted("a", [1.0]), scripted("b", [1.0, 1.5])]}
-    renewed: list[list[int]] = []
-
-    def renew(active):
-        renewed.append(list(active))
-        return [make[i]() for i in active]
-
-    outs = timing.measure_grid([make[0](), make[1]()], protocol, renew)
-    assert renewed == [[0, 1], [1]]
-    assert [len(o["a"].samples) for o in outs] == [5, 9]
-
-
-def test_bench_workers_are_replaced_and_all_stopped(monkeypatch):
-    import multiprocessing
-
-    from harness import workers
-
-    started: list[str] = []
-
-    class Counted(workers.Worker):
-        def __init__(self, name, *args):
-            started.append(name)
-            super().__init__(name, *args)
-
-    monkeypatch.setattr(workers, "Worker", Counted)
-    protocol = timing.Protocol(warmup=1, rounds=3, max_rounds=3, rounds_per_process=2,
-                               min_sample_seconds=0.0)
-    before = set(multiprocessing.active_children())
-    out = bench.bench_grid(["numpy"], [(bench.Shape.parse("16-8-3:4"), "float64")], protocol,
-                           n_threads=1)[0]
-    assert {len(t.samples) for t in out.values()} == {3}          # across two generations
-    assert started == ["roofline", "numpy"] * 2                  # renewed after round 2
-    assert set(multiprocessing.active_children()) <= before      # every worker stopped
-
-
 def test_a_point_stops_once_its_ratios_are_precise():
     """Every 4th sample of b is slow: after 5 rounds the CI of the median still reaches a slow
     sample; with more rounds it closes on the fast ones, and the point stops early."""
