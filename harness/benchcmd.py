@@ -21,10 +21,10 @@ FRAMEWORKS = ("torch", "jax")
 
 def numpy_vs_frameworks(timings: dict[str, timing.Timing]) -> float:
     """Median over rounds of t_numpy / min(t_torch, t_jax), paired within each round."""
-    others = [timings[n].samples for n in FRAMEWORKS if n in timings]
+    others = {n: timings[n] for n in FRAMEWORKS if n in timings}
     if "numpy" not in timings or not others:
         return np.nan
-    return timing.paired_ratio(timings["numpy"].samples, np.min(np.array(others), axis=0))
+    return timing.paired_ratio(timings["numpy"].samples, timing.fastest(others))
 
 
 def targets(df: pd.DataFrame, vs: pd.DataFrame) -> dict:

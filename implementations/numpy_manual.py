@@ -142,6 +142,9 @@ class NumpyManual(Backend):
         self.trainable = [t for pair in trainable_mask(spec) for t in pair]
         self.dtype = np.dtype(spec.dtype)
         self._spaces: dict[int, Workspace] = {}
+        # plain SGD's weight matrices descend inside their GEMM where NumPy's BLAS is
+        # reachable (not with L2: its gradient term is not a product)
+        self._descend = None if spec.loss.l2 else blas.accumulator(self.dtype)
 
     def load(self, params: Params) -> None:
         self._flat = [np.array(t, dtype=self.dtype) for pair in params for t in pair]
@@ -219,12 +222,10 @@ class NumpyManual(Backend):
     def train_step(self, batch: Batch) -> float:
         opt, lr = self.spec.optimizer, self.spec.training.learning_rate
         if opt.name == "sgd" and not opt.weight_decay:
-            # p -= lr * g with lr folded into the output delta; large W descend inside their
-            # GEMM where NumPy's BLAS is reachable (no L2: its term is not a product)
-            descend = None if self.spec.loss.l2 else blas.accumulator(self.dtype)
-            value = self._loss_and_grads(batch, scale=lr, descend=descend)
+            # p -= lr * g with lr folded into the output delta; large W descend in BLAS
+            value = self._loss_and_grads(batch, scale=lr, descend=self._descend)
             for j, (p, g) in enumerate(zip(self._flat, self._grads, strict=True)):
-                if self.trainable[j] and not descends_in_gemm(p, descend):
+                if self.trainable[j] and not descends_in_gemm(p, self._descend):
                     p -= g
             return value
         value = self._loss_and_grads(batch)
