@@ -48,9 +48,10 @@ class Protocol:
 
 # After a sample, a contestant's process counts as idle once its threads together burn less
 # than QUIET_CPU of one core over a QUIET_WINDOW. Measured on the 2-core machine after a
-# 784-256-256-10 step: OpenBLAS keeps one core spinning for ~0.11 s (its 2^28-cycle thread
-# timeout), torch's OpenMP for ~0.01 s, XLA not at all. Waiting for exactly that long, per
-# contestant, replaces a fixed pause that had to cover the worst of them every time.
+# 784-256-256-10 step: OpenBLAS keeps one core spinning for ~0.11 s by default (its 2^28-cycle
+# thread timeout; bench workers cap it, see threads.BLAS_SPIN_EXPONENT), torch's OpenMP for
+# ~0.01 s, XLA not at all. Waiting for exactly that long, per contestant, replaces a fixed
+# pause that had to cover the worst of them every time.
 QUIET_WINDOW = 0.01                       # seconds per look at the process's CPU time
 QUIET_CPU = 0.2                           # fraction of one core that still counts as idle
 QUIET_LIMIT = 1.0                         # give up waiting after this many seconds

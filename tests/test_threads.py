@@ -1,0 +1,48 @@
+"""The thread settings a bench passes to its worker processes reach their OpenBLAS."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from harness import threads
+
+# A child process does a few two-thread products, then sleeps: the CPU time it burns while
+# its main thread sleeps is what OpenBLAS's idle threads spin.
+SPIN_PROBE = """
+import time
+import numpy as np
+a = np.ones((400, 400))
+for _ in range(5):
+    a @ a
+cpu = time.process_time()
+time.sleep(0.08)
+print(time.process_time() - cpu)
+"""
+SPINNING = 0.02    # seconds of CPU in the 0.08 s sleep: ~0.08 with OpenBLAS's default spin
+
+
+def idle_cpu_after_products(env: dict[str, str]) -> float:
+    out = subprocess.run([sys.executable, "-c", SPIN_PROBE], env=env, capture_output=True,
+                         text=True, check=True, timeout=120)
+    return float(out.stdout)
+
+
+def test_child_env_carries_thread_count_and_blas_spin():
+    env = threads.child_env(3)
+    assert env["OMP_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == "3"
+    assert env["OPENBLAS_THREAD_TIMEOUT"] == str(threads.BLAS_SPIN_EXPONENT)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one core: OpenBLAS has no pool")
+def test_worker_blas_threads_sleep_soon_after_their_products():
+    """With the harness's setting the child's pool is idle while it sleeps; with OpenBLAS's
+    default (the control, which shows the probe can see spinning) it keeps a core busy."""
+    base = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    assert idle_cpu_after_products({**base, **threads.child_env(2)}) < SPINNING
+    default = {**base, **threads.child_env(2)}
+    del default["OPENBLAS_THREAD_TIMEOUT"]
+    assert idle_cpu_after_products(default) > SPINNING
