@@ -24,8 +24,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from harness import plot_kinds as kinds
-from harness import results
+from harness import plot_summary, plot_training, results
 
 DPI = 100
 SEPARATOR = "__"                      # between figure name and variant in a file name
@@ -101,17 +100,18 @@ def figures(v: Variant) -> dict[str, Callable[[], Figure]]:
     norms = t["grad_norms"]
     out = {}
     if _has_rows(v, "steps"):
-        out["loss_curves"] = partial(kinds.loss_curves, t["steps"], t["events"], names, title)
+        out["loss_curves"] = partial(plot_training.loss_curves, t["steps"], t["events"], names,
+                                     title)
     if _has_rows(v, "steps", least_backends=2):
-        out["loss_drift"] = partial(kinds.drift, t["steps"], t["events"], names,
+        out["loss_drift"] = partial(plot_training.drift, t["steps"], t["events"], names,
                                     v.summary["dtype"], v.tolerance("loss_curve"), title)
     if _has_rows(v, "gradients") and (t["gradients"].evaluated_at != "own").any():
-        out["gradient_errors"] = partial(kinds.gradient_errors, t["gradients"],
+        out["gradient_errors"] = partial(plot_training.gradient_errors, t["gradients"],
                                          v.tolerance("gradients"), v.tolerance("oracle"), title)
     if _has_rows(v, "grad_norms") and norms.parameter.str.startswith("W").any():
-        out["grad_norms"] = partial(kinds.grad_norms, norms, names, title)
+        out["grad_norms"] = partial(plot_training.grad_norms, norms, names, title)
     if _has_rows(v, "timings"):
-        out["timings"] = partial(kinds.timings, t["timings"], names, title)
+        out["timings"] = partial(plot_summary.timings, t["timings"], names, title)
     return out
 
 
@@ -123,11 +123,11 @@ def plan(frames: dict[str, pd.DataFrame], summary: dict) -> list[Plot]:
         suffix = f"{SEPARATOR}{slug}" if slug else ""
         out += [Plot(f"{kind}{suffix}.png", kind, v.label, draw)
                 for kind, draw in figures(v).items()]
-    ran = [kinds.Point(v.label, v.summary["dtype"], v.backends, v.tolerance("loss_curve"))
+    ran = [plot_summary.Point(v.label, v.summary["dtype"], v.backends, v.tolerance("loss_curve"))
            for v in points if v.backends]
     if len(points) > 1 and ran:
         out.append(Plot(f"{OVERVIEW}.png", OVERVIEW, None,
-                        partial(kinds.sweep_overview, frames["steps"], ran,
+                        partial(plot_summary.sweep_overview, frames["steps"], ran,
                                 summary["experiment"])))
     return out
 

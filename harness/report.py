@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import plot_kinds, plots, results, table
+from harness import plot_style, plot_summary, plots, results, table
 from harness.plots import Plot, Variant
 
 REPORT = "report.md"
@@ -60,7 +60,7 @@ def _num(value: float | None, spec: str) -> str:
 
 
 def _ms(value: float | None) -> str:
-    return MISSING if value is None or math.isnan(value) else plot_kinds.ms_text(value)
+    return MISSING if value is None or math.isnan(value) else plot_summary.ms_text(value)
 
 
 def _last(rows: pd.DataFrame, column: str) -> float | None:
@@ -76,7 +76,7 @@ def key_numbers(v: Variant) -> str:
     """Per backend: losses and accuracies (train/validation at the last epoch end, on the
     whole split; test after training) and timings."""
     steps, test = v.tables["steps"], v.tables["test"]
-    times = plot_kinds.step_times(v.tables["timings"], v.backends) \
+    times = plot_summary.step_times(v.tables["timings"], v.backends) \
         if not v.tables["timings"].empty else pd.DataFrame(index=v.backends)
     rows = []
     for name in v.backends:
@@ -99,7 +99,7 @@ def events(v: Variant) -> list[str]:
     e = v.tables["events"]
     if e.empty:
         return []
-    e = e[e.event.isin(plot_kinds.EVENT_MARKERS)]
+    e = e[e.event.isin(plot_style.EVENT_MARKERS)]
     return [f"- {r.backend}: {r.event.replace('_', ' ')} at step {int(r.step)} ({r.detail})"
             for r in e.itertuples()]
 

@@ -1,31 +1,21 @@
 """The experiment spec: a TOML file read into frozen dataclasses, every field checked.
 
-Every hyper-parameter default lives here, once. The optimizer maths each backend must follow
-is written in `docs/optimizers.md`; the option names below are the ones used there.
+This module holds the spec's vocabulary (the allowed names, the bounds and the dataclasses),
+its public entry points (`read_toml`, `from_dict`, `planned_steps`) and the rules across
+tables; the parsers of the individual tables live in `harness.spec_parse`. Every
+hyper-parameter default lives here, once. The optimizer maths each backend must follow is
+written in `docs/optimizers.md`; the option names below are the ones used there.
 """
 
 from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 from harness import datasets
-from harness.schema import (
-    SpecError,
-    Table,
-    boolean,
-    choice,
-    each,
-    integer,
-    join,
-    listof,
-    matrix,
-    number,
-    string,
-)
+from harness.schema import SpecError, Table, choice, integer, number
 
 DTYPES = ("float64", "float32")
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "identity", "softmax")
@@ -134,149 +124,6 @@ class Spec:
     variant: str = ""                     # label of the sweep point this spec is ("" = none)
 
 
-def _layer(t: Table, fan_in: int) -> Layer:
-    size = integer(t, "size", low=1, high=MAX_UNITS)
-    act = choice(t, "activation", ACTIVATIONS)
-    slope = number(t, "negative_slope", 0.01, low=0.0, high=1.0, high_open=True)
-    if t.has("negative_slope") and act != "leaky_relu":
-        raise SpecError(join(t.path, "negative_slope"), "only leaky_relu has a negative_slope")
-    drop = number(t, "drop_prob", 0.0, low=0.0, high=1.0, high_open=True)
-    bias_ok = boolean(t, "trainable_bias", True)
-    weights = bias = None
-    if t.has("weights"):
-        weights = _shaped(join(t.path, "weights"), t.get("weights"), (fan_in, size))
-    if t.has("bias"):
-        bias = _shaped(join(t.path, "bias"), t.get("bias"), (size,))
-    t.finish(("size", "activation", "negative_slope", "drop_prob", "trainable_bias",
-              "weights", "bias"))
-    return Layer(size, act, slope, drop, bias_ok, weights, bias)
-
-
-def _shaped(path: str, value: Any, shape: tuple[int, ...]) -> tuple:
-    rows = matrix(path, value, len(shape))
-    got = (len(rows), len(rows[0])) if len(shape) == 2 else (len(rows),)
-    if got != shape:
-        layout = "(fan_in, fan_out)" if len(shape) == 2 else "one per unit"
-        raise SpecError(path, f"has shape {got}, expected {shape} ({layout})")
-    return tuple(tuple(r) for r in rows) if len(shape) == 2 else tuple(rows)
-
-
-def _model(t: Table, dims: datasets.Dims, loss: str, base: Path) -> Model:
-    inputs = integer(t, "inputs", dims.features, low=1)
-    if inputs != dims.features:
-        raise SpecError(join(t.path, "inputs"), f"{inputs} does not match the data "
-                        f"({dims.features} features)")
-    raw = listof(t, "layers")
-    if not raw:
-        raise SpecError(join(t.path, "layers"), "needs at least one layer")
-    layers, fan_in = [], inputs
-    for i, item in enumerate(raw):
-        layers.append(_layer(Table(item, join(join(t.path, "layers"), i)), fan_in))
-        fan_in = layers[-1].size
-    _check_layers(join(t.path, "layers"), layers, dims, loss)
-    _check_size(join(t.path, "layers"), inputs, layers)
-    init = choice(t, "init", INITS, "xavier_normal")
-    init_file = _init_file(t, base) if t.has("init_file") else None
-    t.finish(("inputs", "layers", "init", "init_file"))
-    return Model(inputs, tuple(layers), init, init_file)
-
-
-def _check_size(path: str, inputs: int, layers: list[Layer]) -> None:
-    """The whole network must fit in memory several times over (one copy per backend)."""
-    fans = [inputs, *(layer.size for layer in layers)]
-    count = sum((a + 1) * b for a, b in pairwise(fans))
-    if count > MAX_PARAMS:
-        raise SpecError(path, f"{count} parameters is too many (allowed: at most {MAX_PARAMS})")
-
-
-def _init_file(t: Table, base: Path) -> Path:
-    """The resolved .npz path (its contents are checked by `harness.params.load_init_file`).
-
-    The path is quoted with repr: a name with a newline must not break the one-line error."""
-    path = join(t.path, "init_file")
-    raw = base / string(t, "init_file")
-    try:
-        resolved = raw.resolve()
-        found = resolved.is_file()
-    except (OSError, ValueError) as err:      # a NUL byte, a name too long for the OS, ...
-        raise SpecError(path, f"unusable path {str(raw)!r}: {err}") from None
-    if not found:
-        raise SpecError(path, f"file not found: {str(resolved)!r} (allowed: an existing .npz "
-                        "file, relative to the spec file)")
-    return resolved
-
-
-def _check_layers(path: str, layers: list[Layer], dims: datasets.Dims, loss: str) -> None:
-    last = len(layers) - 1
-    for i, layer in enumerate(layers[:-1]):
-        if layer.activation == "softmax":
-            raise SpecError(join(join(path, i), "activation"),
-                            "softmax is only allowed on the output layer")
-    if layers[last].drop_prob:
-        raise SpecError(join(join(path, last), "drop_prob"), "the output layer cannot have "
-                        "dropout (allowed: 0)")
-    out_act = layers[last].activation
-    if out_act not in LOSS_OUTPUT[loss]:
-        raise SpecError(join(join(path, last), "activation"), f"loss {loss!r} needs the output "
-                        f"activation to be one of {', '.join(LOSS_OUTPUT[loss])}")
-    want = dims.outputs_for(loss)
-    if layers[last].size != want:
-        raise SpecError(join(join(path, last), "size"), f"{layers[last].size} does not match the "
-                        f"data: loss {loss!r} on this data set needs {want} outputs")
-
-
-def _optimizer(t: Table) -> Optimizer:
-    name = choice(t, "name", OPTIMIZERS, "sgd")
-    allowed = ("name", "weight_decay", *OPTIMIZER_KEYS[name])
-    known = {key for keys in OPTIMIZER_KEYS.values() for key in keys}
-    for key in t.raw:
-        if key not in allowed:
-            what = f"not used by {name}" if key in known else "unknown key"
-            raise SpecError(join(t.path, key), f"{what} (allowed: {', '.join(allowed)})")
-    d = Optimizer()
-    return Optimizer(
-        name=name,
-        momentum=number(t, "momentum", d.momentum, low=0.0, high=1.0, high_open=True),
-        nesterov=boolean(t, "nesterov", d.nesterov),
-        rho=number(t, "rho", d.rho, low=0.0, high=1.0, high_open=True),
-        beta1=number(t, "beta1", d.beta1, low=0.0, high=1.0, high_open=True),
-        beta2=number(t, "beta2", d.beta2, low=0.0, high=1.0, high_open=True),
-        eps=number(t, "eps", d.eps, low=0.0, low_open=True),
-        eps_placement=choice(t, "eps_placement", EPS_PLACEMENTS, d.eps_placement),
-        bias_correction=choice(t, "bias_correction", BIAS_CORRECTIONS, d.bias_correction),
-        weight_decay=number(t, "weight_decay", 0.0, low=0.0))
-
-
-def _training(t: Table) -> Training:
-    lr = number(t, "learning_rate", low=0.0, low_open=True)
-    batch = _batch_size(t)
-    if t.has("epochs") == t.has("steps"):
-        raise SpecError(join(t.path, "epochs"), "give exactly one of epochs, steps")
-    epochs = integer(t, "epochs", low=1) if t.has("epochs") else None
-    steps = integer(t, "steps", low=1) if t.has("steps") else None
-    checks = each(t, "grad_check_steps", integer, [0], low=0)
-    stop = None
-    if t.has("early_stopping"):
-        es = t.sub("early_stopping")
-        stop = EarlyStopping(integer(es, "patience", low=1), number(es, "min_delta", 0.0, low=0))
-        es.finish()
-    shuffle = boolean(t, "shuffle", True)
-    t.finish(("learning_rate", "batch_size", "epochs", "steps", "shuffle", "grad_check_steps",
-              "early_stopping"))
-    return Training(lr, batch, epochs, steps, shuffle, tuple(sorted(set(checks))), stop)
-
-
-def _batch_size(t: Table) -> int | None:
-    """An integer >= 1, or "full" (the default): one batch of the whole training split."""
-    value = t.get("batch_size", "full")
-    if value == "full":
-        return None
-    if isinstance(value, str):
-        raise SpecError(join(t.path, "batch_size"), f"{value!r} is not a batch size (allowed: "
-                        "integer >= 1, or \"full\")")
-    return integer(t, "batch_size", low=1)
-
-
 def _check_run(spec: Spec) -> None:
     """Rules across tables: early stopping needs validation rows; the run has a bounded length
     (the batch plan of every step is built before training starts)."""
@@ -306,47 +153,27 @@ def planned_steps(spec: Spec) -> int:
 
 def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Spec:
     """Validate a parsed TOML document; `base` resolves relative file paths."""
+    from harness import spec_parse  # it builds on the dataclasses above: import it lazily
+
     t = Table(raw, "")
-    name = _name(t)
+    name = spec_parse.name(t)
     seed = integer(t, "seed", 0, low=0)
     dtype = choice(t, "dtype", DTYPES, "float64")
     data = datasets.parse(t.sub("data", required=True))
     lt = t.sub("loss", required=True)
     loss = Loss(choice(lt, "name", LOSSES), number(lt, "l2", 0.0, low=0.0))
     lt.finish()
-    model = _model(t.sub("model", required=True), datasets.dims(data), loss.name, base)
+    model = spec_parse.model(t.sub("model", required=True), datasets.dims(data), loss.name, base)
     opt_t = t.sub("optimizer")
-    optimizer = _optimizer(opt_t)
-    training = _training(t.sub("training", required=True))
-    backends = _backends(t) if t.has("backends") else None
+    optimizer = spec_parse.optimizer(opt_t)
+    training = spec_parse.training(t.sub("training", required=True))
+    backends = spec_parse.backends(t) if t.has("backends") else None
     t.get("sweep")                        # expanded by harness.sweep before we get here
     t.finish(("name", "seed", "dtype", "data", "loss", "model", "optimizer", "training",
               "backends", "sweep"))
     spec = Spec(name, seed, dtype, model, loss, optimizer, training, data, backends)
     _check_run(spec)
     return spec
-
-
-def _name(t: Table) -> str:
-    """The experiment's name: it becomes results/<name>/, so it must stay one plain folder."""
-    name = string(t, "name")
-    if not set(name) <= NAME_CHARS:
-        raise SpecError("name", f"{name!r} may only use a-z, 0-9, '_' and '-' (it names the "
-                        "results folder)")
-    if len(name) > NAME_MAX:
-        raise SpecError("name", f"is {len(name)} characters long (allowed: at most {NAME_MAX}; "
-                        "it names the results folder)")
-    return name
-
-
-def _backends(t: Table) -> tuple[str, ...]:
-    """Backend names as written; whether they are registered is checked by harness.experiment,
-    which knows the registry. An empty list would silently mean "the defaults"."""
-    names = tuple(each(t, "backends", string))
-    if not names:
-        raise SpecError("backends", "needs at least one backend (allowed: leave `backends` out "
-                        "to use the defaults)")
-    return names
 
 
 def read_toml(path: Path) -> dict[str, Any]:
