@@ -12,34 +12,55 @@ from dataclasses import dataclass
 # Floor of every relative-error denominator: below it, two tensors are both "zero".
 TINY = 1e-30
 
-# Finite differences (always run in float64). Central differences have truncation error
-# O(h^2 f''') ~ 1e-12 and rounding error O(ulp(f) / h) ~ 1e-10 relative to f at h = 1e-6,
-# the step torch.autograd.gradcheck uses.
-FD_STEP = 1e-6
-# Full central differences cost two loss evaluations per parameter (10,000 evaluations at this
-# size: ~1 s for the default digits net); beyond it the oracle checks random directions per
-# tensor instead (jax check_grads style), two evaluations per direction.
+# Finite differences (always run in float64): harness.gradcheck. Every tensor's check states
+# its resolution (rounding + truncation of its finite differences, relative to the tensor's
+# gradient scale); the check's tolerance is FD_RTOL, or that resolution where it is coarser.
+# FD_RTOL: a Richardson-extrapolated slope at a well-chosen step resolves ~1e-10 of the scale
+# on ordinary tensors, so 1e-7 leaves three orders for the analytic side's own rounding.
+FD_RTOL = 1e-7
+# A check whose resolution is coarser than this is `unresolved`, never "ok": it could not have
+# seen a 1e-4 error (the oracle's target) with a factor 10 to spare.
+FD_RTOL_MAX = 1e-5
+# Full finite differences cost four loss evaluations per parameter (+-h, +-2h; +-4h where the
+# error bound needs sharpening); beyond this
+# size the oracle checks random directions per tensor instead (jax check_grads style).
 FD_FULL_MAX_PARAMS = 5_000
 FD_DIRECTIONS = 6
-# FD gradient error is dominated by the rounding term above (~1e-10 |f| / |g|), so 1e-7
-# leaves three orders of margin for losses up to ~1000x the gradient scale.
-FD_RTOL = 1e-7
-# ...but no central difference resolves better than its own rounding: each loss evaluation is
-# off by a few ulps of |f|, so the quotient is off by ~FD_ROUNDING_ULPS * u * |f| / h. A tensor
-# whose gradients are that small (the worked example's first layer: |g| ~ 4e-4 at |f| ~ 0.3,
-# measured error 8e-11 against u |f| / h = 3.3e-11) is judged against that floor, not FD_RTOL.
-FD_ROUNDING_ULPS = 10.0
+# The rounding error of one loss evaluation is measured from third differences at steps of
+# FD_NOISE_STEP times the tensor's parameter scale (their true third difference, ~step^3 f''',
+# is nil), never taken below FD_NOISE_ULPS ulps of |f|, and bounded at FD_NOISE_SAFETY sigma
+# (the worst of thousands of probes is judged against it).
+FD_NOISE_STEP = 1e-9
+FD_NOISE_ULPS = 2.0
+FD_NOISE_SAFETY = 4.0
 FLOAT64_UNIT_ROUNDOFF = 2.0**-53
-# A probe straddles a kink (a ReLU unit at z = 0, common at step 0 where biases are zero and a
-# sample's whole previous layer is dead) when its forward and backward one-sided slopes differ
-# by more than this fraction of the tensor's gradient scale; on smooth stretches they differ
-# by h * f''. Only an element that fails its central difference is then re-judged as a
-# subgradient (between the one-sided slopes, within ONE_SIDED_RTOL), so a smooth element is
-# never excused by mistake.
-KINK_RTOL = 1e-6
-# One-sided slopes carry truncation error O(h f'') ~ 1e-6 of the scale (not O(h^2) like the
-# central one), so a subgradient is accepted within this band around the one-sided bracket.
-ONE_SIDED_RTOL = 1e-5
+# A tensor's parameter scale is its RMS, at least this (biases start at zero).
+FD_PARAM_SCALE_FLOOR = 0.1
+# Step: a ladder from FD_LADDER_TOP times the parameter scale, halving FD_LADDER_RUNGS times,
+# on FD_LADDER_PROBES probes, picks the step where truncation (estimated from the rung above)
+# plus rounding is least; the check then uses a step FD_STEP_SHRINK smaller, since other
+# elements can have larger higher derivatives than the probes (digits' W0: inputs up to 16
+# make some elements' truncation 100 times the probes'). Every probe's own truncation is
+# then bounded (the central difference's own O(h^2) error, or, where that bound is above
+# FD_RTOL, from +-4h evaluations) and counted FD_TRUNCATION_SAFETY times.
+FD_LADDER_TOP = 1.0
+FD_LADDER_RUNGS = 24
+FD_LADDER_PROBES = 3
+FD_STEP_SHRINK = 2.0
+FD_TRUNCATION_SAFETY = 2.0
+# Kinks: on a smooth stretch 2 gap(h) - gap(2h), with gap(t) = (f(t) - 2 f0 + f(-t)) / t, is
+# -h^3 f''''/2; across a kink within the stencil it is of the size of the slope's jump, at
+# every step that still holds the kink. A probe whose bend exceeds its target and
+# KINK_NOISE_SAFETY times its rounding (10 noise / h) is retried at steps KINK_RETRY_FACTOR
+# smaller, up to KINK_RETRIES times: a kink near the point drops out, a smooth h^3 term
+# shrinks 512-fold. Bent at every step, the kink is on the point, and the analytic value is
+# judged as a subgradient: between the one-sided slopes, within their rounding
+# (ONE_SIDED_NOISE noise / h) and their truncation (how far each moves from h to 2h,
+# FD_TRUNCATION_SAFETY times).
+KINK_NOISE_SAFETY = 4.0
+KINK_RETRIES = 2
+KINK_RETRY_FACTOR = 8.0
+ONE_SIDED_NOISE = 4.0
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ def specs(draw, away_from_kinks: bool = False):
 @given(specs(away_from_kinks=True))
 def test_numpy_gradients_match_finite_differences(spec):
     checks = gradcheck.check_at_start(NumpyManual, spec)
-    assert max(c.max_rel_err for c in checks) <= tol.FD_RTOL, checks
+    assert all(c.status == "ok" for c in checks), checks
 
 
 @SETTINGS
