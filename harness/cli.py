@@ -1,7 +1,9 @@
-"""The `harness` command line: run · check · backends (and more as they land).
+"""The `harness` command line: run · check · plot · report · bench · backends · conformance.
 
 Exit codes: 0 everything agrees, 1 something disagrees, 2 bad input (one line on stderr,
-never a traceback), 130 interrupted (previous results untouched).
+never a traceback), 3 not compared (fewer than two backends ran, or a check that was asked
+for never ran or could not resolve what it checks), 130 interrupted (previous results
+untouched).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from harness import experiment, table
+from harness import compare, experiment, table
 from harness.results import ResultsError
 from harness.schema import SpecError
 from harness.timing import Protocol
@@ -22,14 +24,24 @@ def _parser() -> argparse.ArgumentParser:
         prog="harness",
         description="Train one network spec with several backprop implementations (hand-written "
                     "NumPy, PyTorch autograd, JAX grad) from the same weights, batches and "
-                    "dropout masks, and check that gradients, loss curves and final parameters "
-                    "agree.")
+                    "dropout masks, and check that gradients, loss values and evaluations "
+                    "agree at the same parameters; loss curves and final parameters measure "
+                    "drift.",
+        epilog="exit status: 0 agree, 1 disagree, 2 bad input, 3 not compared (fewer than two "
+               "backends ran, or a requested check never ran or could not resolve its "
+               "tolerance)",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     r = sub.add_parser("run", help="train every backend on a spec and compare them",
                        description="Train every backend on SPEC (every sweep point), compare "
-                                   "gradients, loss curves and final parameters, write "
-                                   "results/<name>/ and print the verdict table.")
+                                   "them at the same parameters (gradients, loss value, "
+                                   "evaluate) and measure the drift of loss curves and final "
+                                   "parameters, write results/<name>/ and print the verdict "
+                                   "table.",
+                       epilog="exit status: 0 agree, 1 disagree, 2 bad input, 3 not compared "
+                              "(fewer than two backends ran, or a requested check never ran "
+                              "or could not resolve its tolerance)")
     r.add_argument("spec", type=Path, help="experiment TOML file, e.g. experiments/digits_mlp.toml")
     r.add_argument("--backends", type=lambda s: [x for x in s.split(",") if x],
                    help="comma-separated backends, the first is the reference "
@@ -48,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
                                    "at the initial parameters, with central finite differences "
                                    "in float64 (every parameter for small nets, random "
                                    "directions per tensor for large ones). Exit 0 when every "
-                                   "tensor is within tolerance, 1 otherwise.")
+                                   "tensor is within tolerance, 1 when one is not, 3 when "
+                                   "finite differences cannot resolve a tensor.")
     c.add_argument("spec", type=Path, help="experiment TOML file")
     c.add_argument("--backend", default="numpy", help="backend to check (default: numpy)")
 
@@ -124,9 +137,8 @@ def _run(args: argparse.Namespace) -> int:
           f"checks {t['checks']:.1f} s, evaluation {t['evaluate']:.1f} s, data "
           f"{t['data']:.1f} s, harness overhead {t['overhead']:.2f} s "
           f"({t['overhead_fraction']:.1%})")
-    verdict = "all backends agree" if summary["passed"] else "backends DISAGREE"
-    print(f"{verdict}; results in {out}/")
-    return 0 if summary["passed"] else 1
+    print(f"{table.VERDICT_TEXT[summary['verdict']]}; results in {out}/")
+    return compare.EXIT_CODES[summary["verdict"]]
 
 
 def _check(args: argparse.Namespace) -> int:

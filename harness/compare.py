@@ -1,14 +1,19 @@
 """Verdicts: do the backends agree? Pure functions of the run's tidy tables (pandas DataFrames).
 
-Checks, each per backend against the reference backend (the first one run):
-- `gradients`:    gradients of every tensor, both evaluated at the reference's parameters
-                  (pure gradient error, no drift), at every gradient-check step;
-- `oracle`:       each backend's gradient vs finite differences of its own loss (float64);
-- `loss_curve`:   the loss at every step, |l - l_ref| / |l_ref|;
-- `final_params`: the parameters at the end of the run.
-When something disagrees the verdict names the first step out of tolerance, the first tensor
-whose gradient disagreed (in backprop order: output layer first, where an error is born), and,
-with three or more backends, the odd one out.
+Same-point checks decide whether implementations disagree; each backend against the reference
+backend (the first one run), both evaluated at the reference's parameters at every check step:
+- `gradients`:   every tensor's gradient;
+- `loss_value`:  the loss on the step's batch;
+- `evaluate`:    evaluate()'s loss and outputs on held-out data;
+- `oracle`:      each backend's gradient vs finite differences of its own loss (float64), at
+                 the resolution the oracle states per tensor.
+Trajectory checks measure drift: `loss_curve` (the loss at every step), `final_params` and
+`early_stop`. Beyond their fixed bounds, drift that a shadow run of the reference explains
+(rounding amplified by this run: chaos, float32 over many steps) is `drift`, not a failure.
+
+Every check has a status: ok, fail, drift, unresolved (the check could not have seen an error
+of the size it is meant to catch) or not_run (asked for, never done, with the reason). One
+pure function, `decide`, turns them into agree / disagree / not_compared.
 """
 
 from __future__ import annotations
@@ -21,54 +26,86 @@ import pandas as pd
 
 from harness import tolerances as tol
 
+VERDICTS = ("agree", "disagree", "not_compared")
+EXIT_CODES = {"agree": 0, "disagree": 1, "not_compared": 3}
+SAME_POINT = ("gradients", "loss_value", "evaluate", "oracle")
+
 
 @dataclass(frozen=True)
 class Check:
     check: str
     backend: str
     compared_to: str
-    passed: bool
-    worst: float                          # worst relative error seen
-    tolerance: float
+    status: str                           # ok, fail, drift, unresolved, not_run
+    worst: float                          # worst relative error seen (NaN: nothing seen)
+    tolerance: float                      # the widest tolerance applied
     first_step: int | None = None         # first step out of tolerance
-    first_parameter: str | None = None    # first tensor (backprop order) out of tolerance
+    first_parameter: str | None = None    # first tensor (backprop order) or quantity failing
+    resolution: float | None = None       # the oracle's: the smallest error it could see
+    detail: str | None = None             # why not run; how a drift is explained
 
 
 DRIFT_MARKS = (1, 10, 100, 1_000, 10_000, 100_000)   # steps at which the drift is reported
 
 
 def backprop_order(names: list[str]) -> list[str]:
-    """W2, b2, W1, b1, ...: the order in which backprop computes the gradients."""
-    return sorted(names, key=lambda n: (-int(n[1:]), n[0] != "W"))
+    """W2, b2, W1, b1, ...: the order in which backprop computes the gradients; quantities
+    that are not tensors (loss, eval_outputs) keep their order after them."""
+    tensors = [n for n in names if n[:1] in "Wb" and n[1:].isdigit()]
+    rest = [n for n in names if n not in tensors]
+    return sorted(tensors, key=lambda n: (-int(n[1:]), n[0] != "W")) + rest
 
 
-def _grad_check(g: pd.DataFrame, backend: str, ref: str, rtol: float) -> Check:
-    rows = g[(g.backend == backend) & (g.compared_to == ref) & (g.evaluated_at == "reference")]
-    return _worst_of(rows, "gradients", backend, ref, rtol)
+def _judged(rows: pd.DataFrame, base: float) -> pd.Series:
+    """Per row: within its own tolerance (the base where a row has none). NaN fails."""
+    limit = rows.tolerance.fillna(base) if "tolerance" in rows else base
+    return rows.max_rel_err <= limit
 
 
-def _worst_of(rows: pd.DataFrame, check: str, backend: str, ref: str, rtol: float) -> Check:
+def _same_point(rows: pd.DataFrame, check: str, backend: str, ref: str, base: float,
+                missing: str | None, key: str) -> Check:
+    """One same-point check over its rows; `missing` says which asked-for steps never ran."""
     if rows.empty:
-        return Check(check, backend, ref, True, math.nan, rtol)
-    bad = rows[~(rows.max_rel_err <= rtol)]           # NaN errors count as failures
+        return Check(check, backend, ref, "not_run", math.nan, base,
+                     detail=missing or "no check step ran")
+    ok = _judged(rows, base)
     worst = float(rows.max_rel_err.max(skipna=False))
-    if bad.empty:
-        return Check(check, backend, ref, True, worst, rtol)
+    widest = float(rows.tolerance.max()) if "tolerance" in rows and \
+        rows.tolerance.notna().any() else base
+    if ok.all():
+        status, detail = ("not_run", missing) if missing else ("ok", None)
+        return Check(check, backend, ref, status, worst, max(widest, base), detail=detail)
+    bad = rows[~ok]
     step = int(bad.step.min())
-    first = backprop_order(list(bad[bad.step == step].parameter))[0]
-    return Check(check, backend, ref, False, worst, rtol, step, first)
+    first = backprop_order(list(bad[bad.step == step][key]))[0]
+    return Check(check, backend, ref, "fail", worst, max(widest, base), step, first)
 
 
-def _loss_check(steps: pd.DataFrame, backend: str, ref: str, rtol: float) -> Check:
-    common, a, b = _losses(steps, backend, ref)
-    if common.empty:
-        return Check("loss_curve", backend, ref, True, math.nan, rtol)
-    rel = loss_drift(a, b)
-    bad = np.flatnonzero(rel > rtol)
-    worst = float(rel.max())
-    if bad.size == 0:
-        return Check("loss_curve", backend, ref, True, worst, rtol)
-    return Check("loss_curve", backend, ref, False, worst, rtol, int(common[bad[0]]))
+def _oracle(rows: pd.DataFrame, backend: str, missing: str | None) -> Check:
+    """Finite differences: failing, unresolved or ok per tensor, as the oracle judged."""
+    if rows.empty:
+        return Check("oracle", backend, "finite_differences", "not_run", math.nan, tol.FD_RTOL,
+                     detail=missing or "the oracle did not run")
+    status = rows.status if "status" in rows else \
+        pd.Series(np.where(rows.max_rel_err <= tol.FD_RTOL, "ok", "fail"), index=rows.index)
+    status = status.where(rows.max_rel_err.notna(), "fail")
+    worst = float(rows.max_rel_err.max(skipna=False))
+    resolution = float(rows.resolution.max()) if "resolution" in rows else None
+    widest = float(rows.tolerance.max()) if "tolerance" in rows else tol.FD_RTOL
+    kinks = int(rows.kinks.sum()) if "kinks" in rows else 0
+    detail = f"{kinks} probes at ReLU kinks judged as subgradients" if kinks else None
+    for verdict in ("fail", "unresolved"):
+        hit = rows[status == verdict]
+        if len(hit):
+            first = backprop_order(list(hit.parameter))[0]
+            if verdict == "unresolved":
+                res = float(hit.resolution.max())
+                detail = f"{', '.join(backprop_order(list(hit.parameter)))}: finite " \
+                         f"differences resolve only {res:.0e} (needed {tol.FD_RTOL_MAX:g})"
+            return Check("oracle", backend, "finite_differences", verdict, worst, widest,
+                         int(hit.step.min()), first, resolution, detail)
+    return Check("oracle", backend, "finite_differences", "ok", worst, widest,
+                 resolution=resolution, detail=detail)
 
 
 def loss_drift(loss: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -88,22 +125,126 @@ def _losses(steps: pd.DataFrame, a: str, b: str) -> tuple[pd.Index, np.ndarray, 
     return common, la[common].to_numpy(), lb[common].to_numpy()
 
 
-def _pair_agrees(g: pd.DataFrame, steps: pd.DataFrame, a: str, b: str,
+def shadow_envelope(steps: pd.DataFrame, shadow: pd.DataFrame, ref: str,
+                    at: pd.Index) -> np.ndarray:
+    """Running maximum of the shadow run's loss drift from the reference, at steps `at`;
+    past the shadow's last step, its last value (inf once it diverged alone)."""
+    if shadow.empty:
+        return np.zeros(len(at))
+    mine = steps[steps.backend == ref].set_index("step").loss
+    theirs = shadow.set_index("step").loss
+    common = mine.index.intersection(theirs.index)
+    env = pd.Series(np.maximum.accumulate(loss_drift(theirs[common].to_numpy(),
+                                                     mine[common].to_numpy())), index=common)
+    return env.reindex(at).ffill().fillna(0.0).to_numpy()
+
+
+def _loss_curve(tables: dict[str, pd.DataFrame], backend: str, ref: str, rtol: float) -> Check:
+    common, a, b = _losses(tables["steps"], backend, ref)
+    if common.empty:
+        return Check("loss_curve", backend, ref, "not_run", math.nan, rtol,
+                     detail="no step ran for both")
+    rel = loss_drift(a, b)
+    worst = float(rel.max())
+    if (rel <= rtol).all():
+        return Check("loss_curve", backend, ref, "ok", worst, rtol)
+    env = shadow_envelope(tables["steps"], tables.get("shadow", pd.DataFrame()), ref, common)
+    allowed = np.maximum(rtol, tol.DRIFT_SAFETY * env)
+    bad = np.flatnonzero(~(rel <= allowed))
+    if bad.size == 0:
+        return Check("loss_curve", backend, ref, "drift", worst, float(allowed.max()),
+                     detail=f"the reference itself drifts {env[-1]:.0e} from a "
+                            f"{tol.SHADOW_ULPS:g}-ulp nudge (shadow run)")
+    return Check("loss_curve", backend, ref, "fail", worst, float(allowed[bad[0]]),
+                 int(common[bad[0]]),
+                 detail=None if env.any() else "no shadow run explains it")
+
+
+def _final_params(tables: dict[str, pd.DataFrame], backend: str, ref: str,
+                  rtol: float) -> Check:
+    p = tables["final_params"]
+    rows = p[(p.backend == backend) & (p.compared_to == ref)] if len(p) else p
+    if rows.empty:
+        return Check("final_params", backend, ref, "not_run", math.nan, rtol,
+                     detail="no final parameters")
+    worst = float(rows.max_rel_err.max(skipna=False))
+    if (rows.max_rel_err <= rtol).all():
+        return Check("final_params", backend, ref, "ok", worst, rtol)
+    shadow = tables.get("shadow_params", pd.DataFrame())
+    env = shadow.set_index("parameter").max_rel_err.reindex(rows.parameter).fillna(0.0) \
+        .to_numpy() if len(shadow) else np.zeros(len(rows))
+    allowed = np.maximum(rtol, tol.DRIFT_SAFETY * env)
+    bad = rows[~(rows.max_rel_err.to_numpy() <= allowed)]
+    if bad.empty:
+        return Check("final_params", backend, ref, "drift", worst, float(allowed.max()),
+                     detail=f"the reference's own shadow run ends {env.max():.0e} away")
+    return Check("final_params", backend, ref, "fail", worst, float(allowed.max()),
+                 first_parameter=backprop_order(list(bad.parameter))[0])
+
+
+def early_stop_check(events: pd.DataFrame, backends: list[str], ref: str) -> Check:
+    """Early stopping is one rule applied by the harness to each backend's validation loss,
+    which the `evaluate` check compares at the same point: different stop steps are drift."""
+    stops = events[events.event == "early_stopped"] if len(events) else events
+    at = dict(zip(stops.backend, stops.step.astype(int), strict=True)) if len(stops) else {}
+    if not at:
+        return Check("early_stop", "all", ref, "ok", 0.0, 0.0)
+    same = set(at) == set(backends) and len(set(at.values())) == 1
+    spread = float(max(at.values()) - min(at.values())) if same else math.inf
+    return Check("early_stop", "all", ref, "ok" if same else "drift", spread, 0.0,
+                 None if same else min(at.values()),
+                 detail=None if same else "stopped at " + ", ".join(
+                     f"{b} step {s}" for b, s in at.items()))
+
+
+def needs_shadow(tables: dict[str, pd.DataFrame], backends: list[str],
                  t: tol.Tolerances) -> bool:
-    """Gradients at the same parameters and the loss curve agree between a and b."""
-    rows = g[(g.evaluated_at == "reference") & (((g.backend == a) & (g.compared_to == b)) |
-                                                 ((g.backend == b) & (g.compared_to == a)))]
-    _, la, lb = _losses(steps, a, b)
-    return bool((rows.max_rel_err <= t.grad_rtol).all() and
-                (loss_drift(la, lb) <= t.loss_rtol).all())
+    """Whether any trajectory left its fixed bound, so that a shadow run must say whether
+    rounding explains it."""
+    ref = backends[0]
+    return any(_loss_curve(tables, b, ref, t.loss_rtol).status == "fail" or
+               _final_params(tables, b, ref, t.param_rtol).status == "fail"
+               for b in backends[1:])
 
 
-def odd_one_out(g: pd.DataFrame, steps: pd.DataFrame, backends: list[str],
+def missing_steps(tables: dict[str, pd.DataFrame], backend: str,
+                  requested: list[int]) -> str | None:
+    """Which asked-for check steps `backend` never reached, and why; None if it reached all."""
+    steps, events = tables["steps"], tables["events"]
+    ran = steps[steps.backend == backend].step
+    last = int(ran.max()) if len(ran) else -1
+    missing = [s for s in requested if s > last]
+    if not missing:
+        return None
+    ended = events[(events.backend == backend) &
+                   events.event.isin(["early_stopped", "diverged"])] if len(events) else events
+    why = f"{ended.event.iloc[0].replace('_', ' ')} at step {int(ended.step.iloc[0])}" \
+        if len(ended) else f"the run ended at step {last}"
+    return f"check step{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} " \
+           f"never ran: {why}"
+
+
+def pair_agrees(tables: dict[str, pd.DataFrame], a: str, b: str, ref: str,
+                t: tol.Tolerances) -> bool:
+    """Every same-point comparison between a and b within its tolerance, and their loss
+    curves no further apart than the fixed bound or what the shadow run explains."""
+    g, v = tables["gradients"], tables["same_point"]
+    pair = ((g.backend == a) & (g.compared_to == b)) | ((g.backend == b) & (g.compared_to == a))
+    grads = g[pair & (g.evaluated_at == "reference")]
+    vpair = ((v.backend == a) & (v.compared_to == b)) | ((v.backend == b) & (v.compared_to == a))
+    common, la, lb = _losses(tables["steps"], a, b)
+    env = shadow_envelope(tables["steps"], tables.get("shadow", pd.DataFrame()), ref, common)
+    curves = loss_drift(la, lb) <= np.maximum(t.loss_rtol, tol.DRIFT_SAFETY * env)
+    return bool(_judged(grads, t.grad_rtol).all() and _judged(v[vpair], t.value_rtol).all()
+                and curves.all())
+
+
+def odd_one_out(tables: dict[str, pd.DataFrame], backends: list[str],
                 t: tol.Tolerances) -> str | None:
-    """The backend that disagrees (gradients or loss curve) with every other one while they
-    all agree among themselves; with two backends, the one whose gradient alone fails its
-    own finite differences."""
-    agree = {frozenset((a, b)): _pair_agrees(g, steps, a, b, t)
+    """The backend that disagrees (at the same point, or by a loss curve rounding does not
+    explain) with every other one while they all agree among themselves; with two backends,
+    the one whose gradient alone fails its own finite differences (a NaN fails)."""
+    agree = {frozenset((a, b)): pair_agrees(tables, a, b, backends[0], t)
              for i, a in enumerate(backends) for b in backends[i + 1:]}
     if all(agree.values()):
         return None
@@ -114,9 +255,26 @@ def odd_one_out(g: pd.DataFrame, steps: pd.DataFrame, backends: list[str],
                     all(agree[frozenset((a, b))] for i, a in enumerate(others)
                         for b in others[i + 1:]):
                 return name
-    fd = g[g.compared_to == "finite_differences"].groupby("backend").max_rel_err.max()
-    failing = [name for name in backends if name in fd and not fd[name] <= tol.FD_RTOL]
+    g = tables["gradients"]
+    fd = g[g.compared_to == "finite_differences"]
+    failing = [name for name in backends
+               if _oracle(fd[fd.backend == name], name, None).status == "fail"]
     return failing[0] if len(failing) == 1 else None
+
+
+def decide(checks: list[dict], backends: list[str], divergence: dict | None) -> dict:
+    """agree, disagree or not_compared, with the reasons for not_compared. Any failure, or
+    a divergence of only some backends, is a disagreement; otherwise fewer than two backends,
+    an unresolved check or a check that never ran leaves the run not compared."""
+    if any(c["status"] == "fail" for c in checks) or \
+            (divergence is not None and divergence["kind"] == "some"):
+        return {"verdict": "disagree", "not_compared": []}
+    reasons = [] if len(backends) >= 2 else \
+        [f"only {len(backends)} backend{'' if len(backends) == 1 else 's'} ran: nothing to "
+         "compare with"]
+    reasons += [f"{c['check']} {c['backend']}: {c['status'].replace('_', ' ')}: {c['detail']}"
+                for c in checks if c["status"] in ("not_run", "unresolved")]
+    return {"verdict": "not_compared" if reasons else "agree", "not_compared": reasons}
 
 
 def drift_profile(steps: pd.DataFrame, backend: str, ref: str) -> list[list[float]]:
@@ -130,39 +288,52 @@ def drift_profile(steps: pd.DataFrame, backend: str, ref: str) -> list[list[floa
     return [[int(common[i]), float(rel[i])] for i in marks]
 
 
-def early_stop_check(events: pd.DataFrame, backends: list[str], ref: str) -> Check:
-    """Early stopping is one rule applied to each backend: all must stop at the same step
-    (or none). `worst` is the spread of the stop steps; first_step is the earliest stop."""
-    stops = events[events.event == "early_stopped"] if len(events) else events
-    at = dict(zip(stops.backend, stops.step.astype(int), strict=True)) if len(stops) else {}
-    if not at:
-        return Check("early_stop", "all", ref, True, 0.0, 0.0)
-    same = set(at) == set(backends) and len(set(at.values())) == 1
-    spread = float(max(at.values()) - min(at.values())) if same else math.inf
-    return Check("early_stop", "all", ref, same, spread, 0.0,
-                 None if same else min(at.values()))
-
-
-def verdict(tables: dict[str, pd.DataFrame], backends: list[str],
-            t: tol.Tolerances) -> dict:
-    """The summary of one variant: every check, pass/fail, and the diagnosis."""
+def checks_of(tables: dict[str, pd.DataFrame], backends: list[str], t: tol.Tolerances,
+              requested: list[int]) -> list[Check]:
+    """Every check of one variant, each other backend against the reference."""
     ref, others = backends[0], backends[1:]
-    g, steps = tables["gradients"], tables["steps"]
-    checks = []
+    g, v = tables["gradients"], tables["same_point"]
+    out = []
     for name in others:
-        checks.append(_grad_check(g, name, ref, t.grad_rtol))
+        missing = missing_steps(tables, name, requested) or \
+            missing_steps(tables, ref, requested)
+        mine = (g.backend == name) & (g.compared_to == ref) & (g.evaluated_at == "reference")
+        out.append(_same_point(g[mine], "gradients", name, ref, t.grad_rtol, missing,
+                               "parameter"))
+        vmine = (v.backend == name) & (v.compared_to == ref)
+        out.append(_same_point(v[vmine & (v.quantity == "loss")], "loss_value", name, ref,
+                               t.value_rtol, missing, "quantity"))
+        out.append(_same_point(v[vmine & (v.quantity != "loss")], "evaluate", name, ref,
+                               t.value_rtol, missing, "quantity"))
     for name in backends:
         fd = g[(g.backend == name) & (g.compared_to == "finite_differences")]
-        checks.append(_worst_of(fd, "oracle", name, "finite_differences", tol.FD_RTOL))
+        out.append(_oracle(fd, name, missing_steps(tables, name, requested[:1])))
     for name in others:
-        checks.append(_loss_check(steps, name, ref, t.loss_rtol))
-        p = tables["final_params"]
-        rows = p[(p.backend == name) & (p.compared_to == ref)].assign(step=-1)
-        c = _worst_of(rows, "final_params", name, ref, t.param_rtol)
-        checks.append(Check(**{**asdict(c), "first_step": None}))
-    checks.append(early_stop_check(tables["events"], backends, ref))
-    return {"passed": all(c.passed for c in checks),
+        out.append(_loss_curve(tables, name, ref, t.loss_rtol))
+        out.append(_final_params(tables, name, ref, t.param_rtol))
+    out.append(early_stop_check(tables["events"], backends, ref))
+    return out
+
+
+def base_tolerances(t: tol.Tolerances) -> dict[str, float]:
+    """Each check's tolerance before any raise at an ill-conditioned point or by drift."""
+    return {"gradients": t.grad_rtol, "loss_value": t.value_rtol, "evaluate": t.value_rtol,
+            "oracle": tol.FD_RTOL, "loss_curve": t.loss_rtol, "final_params": t.param_rtol,
+            "early_stop": 0.0}
+
+
+def verdict(tables: dict[str, pd.DataFrame], backends: list[str], t: tol.Tolerances,
+            requested: list[int], divergence: dict | None) -> dict:
+    """The summary of one variant: every check with its status, the verdict, the diagnosis."""
+    ref = backends[0]
+    checks = [asdict(c) for c in checks_of(tables, backends, t, requested)]
+    shadow = tables.get("shadow", pd.DataFrame())
+    return {**decide(checks, backends, divergence),
             "reference": ref,
-            "odd_one_out": odd_one_out(g, steps, backends, t),
-            "checks": [asdict(c) for c in checks],
-            "drift": {name: drift_profile(steps, name, ref) for name in others}}
+            "tolerances": base_tolerances(t),
+            "odd_one_out": odd_one_out(tables, backends, t),
+            "checks": checks,
+            "drift": {name: drift_profile(tables["steps"], name, ref) for name in backends[1:]},
+            "shadow_drift": drift_profile(pd.concat([tables["steps"][
+                tables["steps"].backend == ref], shadow.assign(backend="shadow")]),
+                "shadow", ref) if len(shadow) else []}

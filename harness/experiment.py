@@ -52,12 +52,20 @@ def execute(path: Path, specs: list[Spec], overrides: dict, names: list[str], ou
             frames.setdefault(name, []).append(df.assign(variant=spec.variant, dtype=spec.dtype))
         variants.append(run.summarize(rec))
     merged = {name: _ordered(pd.concat(dfs, ignore_index=True)) for name, dfs in frames.items()}
-    summary = {"experiment": specs[0].name, "passed": all(v["passed"] for v in variants),
+    summary = {"experiment": specs[0].name, "verdict": overall([v["verdict"] for v in variants]),
                "device": device, "variants": variants,
                "time": time_breakdown(merged["timings"], time.perf_counter() - t0)}
     meta = provenance.collect(path, overrides, specs[0].seed, started, time.perf_counter() - t0)
     results.write(out, merged, summary, meta, force)
     return summary
+
+
+def overall(verdicts: list[str]) -> str:
+    """A sweep disagrees if any point does; it agrees only if every point does."""
+    for v in ("disagree", "not_compared"):
+        if v in verdicts:
+            return v
+    return "agree"
 
 
 PHASES = ("step", "first_step", "setup", "checks", "evaluate", "data")

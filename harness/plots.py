@@ -54,8 +54,10 @@ class Variant:
         return f"{self.experiment}{where} ({self.summary['dtype']})"
 
     def tolerance(self, check: str) -> float | None:
-        return next((c["tolerance"] for c in self.summary.get("checks", [])
-                     if c["check"] == check), None)
+        """The tolerance `check` states: the smallest its cells applied (a cell may have
+        raised its own at an ill-conditioned point)."""
+        found = [c["tolerance"] for c in self.summary.get("checks", []) if c["check"] == check]
+        return min(found) if found else None
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,7 @@ def _figures(found: list[Plot], explain: bool = True) -> list[str]:
 
 def variant_section(v: Variant, found: list[Plot], sweep: bool, explain: bool) -> list[str]:
     """Verdict table, notes, key numbers, events and plots of one sweep point."""
-    verdict = "all checks pass" if v.summary.get("passed") else "FAIL"
+    verdict = table.MARKDOWN_VERDICT.get(v.summary.get("verdict"), "unknown")
     name = f"Sweep point `{v.label}`" if sweep else "Results"
     out = [f"## {name} ({v.summary['dtype']}): {verdict}", "", "### Verdict", "",
            table.markdown(v.summary), "", "### Key numbers", "", key_numbers(v), "",
@@ -185,13 +185,15 @@ def render(frames: dict[str, pd.DataFrame], summary: dict, meta: dict,
     """The whole report as Markdown."""
     points = plots.variants(frames, summary)
     sweep = len(points) > 1
-    verdict = "all backends agree" if summary["passed"] else "backends DISAGREE"
+    verdict = summary.get("verdict")
     dtypes = ", ".join(dict.fromkeys(v.summary["dtype"] for v in points))
-    out = [f"# {summary['experiment']}: {verdict}", "",
-           f"**Verdict: {'PASS' if summary['passed'] else 'FAIL'}** over {len(points)} "
-           f"{'sweep points' if sweep else 'run'} ({dtypes}, device {summary.get('device')}). "
-           "Backends train from the same initial weights on the same batches; errors are "
-           "relative to each tensor's scale.", ""]
+    out = [f"# {summary['experiment']}: {table.VERDICT_TEXT.get(verdict, 'unknown verdict')}",
+           "", f"**Verdict: {table.MARKDOWN_VERDICT.get(verdict, 'unknown')}** over "
+           f"{len(points)} {'sweep points' if sweep else 'run'} ({dtypes}, device "
+           f"{summary.get('device')}). Backends train from the same initial weights on the "
+           "same batches. Gradients, loss values and evaluations are compared at the same "
+           "parameters and decide the verdict; loss curves and final parameters measure drift. "
+           "Errors are relative to each tensor's scale.", ""]
     for i, v in enumerate(points):
         # In a sweep the figures are explained once, under the first point.
         out += variant_section(v, [p for p in found if p.variant == v.label], sweep, i == 0)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-TABLES = ("steps", "gradients", "grad_norms", "final_params", "timings", "events", "test")
+TABLES = ("steps", "gradients", "same_point", "grad_norms", "final_params", "timings", "events",
+          "test", "shadow", "shadow_params")
 MARKER = "backprop-harness"
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from harness import compare, data, gradcheck, gradlog, params
+from harness import compare, data, gradcheck, params, same_point
 from harness import tolerances as tol
 from harness.backend import Backend, frozen_flags
 from harness.progress import bars
@@ -51,6 +51,10 @@ class Record:
         cols = {"steps": ["backend", "step", "epoch", "loss"],
                 "gradients": ["step", "parameter", "backend", "compared_to", "evaluated_at",
                               "max_abs_err", "max_rel_err"],
+                "same_point": ["quantity", "step", "backend", "compared_to", "max_abs_err",
+                               "max_rel_err", "sensitivity", "tolerance"],
+                "shadow": ["step", "loss"],
+                "shadow_params": ["parameter", "max_abs_err", "max_rel_err"],
                 "grad_norms": ["backend", "step", "parameter", "norm"],
                 "final_params": ["backend", "compared_to", "parameter", "max_abs_err",
                                  "max_rel_err"],
@@ -117,20 +121,32 @@ def _epoch_end(lane: Lane, spec: Spec, ds: data.Dataset, row: dict) -> None:
         row["stopped"] = True
 
 
-def _check_gradients(rec: Record, lanes: list[Lane], step: int, batch: data.Batch) -> None:
-    frozen = frozen_flags(rec.spec)
+def held_out(ds: data.Dataset) -> data.Batch:
+    """What evaluate() is compared on at a check step: the validation split, else the test
+    split, else the training split."""
+    split = next(s for s in (ds.validation, ds.test, ds.train) if len(s.x))
+    return data.eval_batch(split)
+
+
+def _check_step(rec: Record, lanes: list[Lane], step: int, batch: data.Batch,
+                ds: data.Dataset) -> None:
+    """Same-point comparisons (and the oracle at the first check step) before the update."""
     active = [lane for lane in lanes if lane.active]
     if not active:
         return
     t0 = time.perf_counter()
-    oracle = step == rec.spec.training.grad_check_steps[0]
-    rows, norms, own = gradlog.compare_at_step(step, batch, active, frozen, oracle=oracle)
+    spec = rec.spec
+    oracle = step == spec.training.grad_check_steps[0]
+    out = same_point.compare_at_step(step, batch, held_out(ds), active, frozen_flags(spec),
+                                     oracle, tolerances(spec),
+                                     data.rng_for(spec.seed, "sensitivity", step))
     rec.add("timings", {"backend": HARNESS, "phase": "checks",
                         "seconds": time.perf_counter() - t0})
-    rec.add("gradients", rows)
-    rec.add("grad_norms", norms)
+    rec.add("gradients", out.gradients)
+    rec.add("same_point", out.same_point)
+    rec.add("grad_norms", out.norms)
     for lane in active:
-        if not gradlog.finite(own[lane.name]):
+        if not same_point.finite(out.own[lane.name]):
             _diverge(rec, lane, step, "gradient is NaN or Inf")
 
 
@@ -161,7 +177,7 @@ def run_variant(spec: Spec, names: list[str], device: str = "cpu",
         for step in range(plan.steps):
             batch = data.train_batch(spec, ds, plan, step)
             if step in checks:
-                _check_gradients(rec, lanes, step, batch)
+                _check_step(rec, lanes, step, batch, ds)
             epoch_ends = step + 1 == plan.steps or plan.epochs[step + 1] != plan.epochs[step]
             for lane in lanes:
                 if lane.active:
@@ -170,8 +186,36 @@ def run_variant(spec: Spec, names: list[str], device: str = "cpu",
                 break
         t0 = time.perf_counter()
         _finish(rec, lanes, ds)
+        if len(lanes) > 1 and compare.needs_shadow(rec.frames(), ok, tolerances(spec)):
+            _shadow(rec, lanes[0], p0, ds, plan, device)
     rec.add("timings", {"backend": HARNESS, "phase": "checks", "seconds": time.perf_counter() - t0})
     return rec
+
+
+def _nudge(a: np.ndarray, rng: np.random.Generator, ulps: float) -> np.ndarray:
+    u = tol.UNIT_ROUNDOFF[a.dtype.name]
+    return (a * (1 + ulps * u * rng.choice([-1.0, 1.0], a.shape))).astype(a.dtype)
+
+
+def _shadow(rec: Record, ref: Lane, p0: params.Params, ds: data.Dataset, plan: data.Plan,
+            device: str) -> None:
+    """Replay the reference from a rounding-level nudge of its start and of every batch's
+    inputs (tol.SHADOW_ULPS): how far it ends from itself is what this run makes of rounding,
+    the yardstick for the drift between backends (compare: drift vs disagreement)."""
+    spec, rng = rec.spec, data.rng_for(rec.spec.seed, "shadow")
+    shadow = backend_class(ref.name)(spec, device)
+    shadow.load([(_nudge(w, rng, tol.SHADOW_ULPS), _nudge(b, rng, tol.SHADOW_ULPS))
+                 for w, b in params.copy(p0)])
+    ran = rec.frames()["steps"]
+    last = int(ran[ran.backend == ref.name].step.max())
+    for step in range(last + 1):
+        batch = data.train_batch(spec, ds, plan, step)
+        loss = shadow.train_step(data.Batch(_nudge(batch.x, rng, tol.SHADOW_ULPS), batch.y,
+                                            batch.masks))
+        rec.add("shadow", {"step": step, "loss": loss})
+        if not math.isfinite(loss):
+            break
+    rec.add("shadow_params", _param_rows(shadow.params(), ref.backend.params()))
 
 
 def _step(rec: Record, lane: Lane, step: int, epoch: int, batch: data.Batch, epoch_ends: bool,
@@ -229,17 +273,19 @@ def summarize(rec: Record) -> dict:
     out = {"variant": rec.spec.variant, "dtype": rec.spec.dtype, "backends": rec.backends,
            "skipped": rec.skipped}
     if not rec.backends:
-        return {**out, "passed": False, "checks": [], "odd_one_out": None, "divergence": None}
-    out.update(compare.verdict(frames, rec.backends, tolerances(rec.spec)))
-    out["divergence"] = divergence(frames["events"], rec.backends)
-    if out["divergence"] and out["divergence"]["kind"] == "some":
-        out["passed"] = False
+        return {**out, **compare.decide([], [], None), "checks": [], "odd_one_out": None,
+                "divergence": None}
+    div = divergence(frames["events"], rec.backends)
+    out.update(compare.verdict(frames, rec.backends, tolerances(rec.spec),
+                               list(rec.spec.training.grad_check_steps), div))
+    out["divergence"] = div
     return out
 
 
 def tolerances(spec: Spec) -> tol.Tolerances:
-    """Size-aware tolerances: the longest sum is a fan-in, a fan-out or the batch's rows."""
-    rows = spec.training.batch_size or data.train_size(spec)
+    """Size-aware tolerances: the longest sum is a fan-in, a fan-out or the rows of the batch
+    actually used (a batch_size above the training split's size uses the whole split)."""
+    rows = min(spec.training.batch_size or math.inf, data.train_size(spec))
     widths = [spec.model.inputs, *(layer.size for layer in spec.model.layers), rows]
     return tol.for_run(spec.dtype, max(widths), len(spec.model.layers))
 

@@ -53,7 +53,7 @@ def test_run_writes_results_and_exits_zero(tmp_path):
     spec = tmp_path / "small.toml"
     spec.write_text(SMALL)
     out = tmp_path / "res"
-    proc = harness("run", str(spec), "--backends", "numpy", "--out", str(out))
+    proc = harness("run", str(spec), "--backends", "numpy,torch", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "all backends agree" in proc.stdout
     for name in ("steps.csv", "gradients.csv", "timings.csv", "summary.json", "meta.json"):

@@ -28,7 +28,7 @@ def test_early_stopping_stops_every_backend_at_the_same_step():
     assert set(stops.backend) == set(NAMES) and stops.step.nunique() == 1
     last = frames["steps"].groupby("backend").step.max()
     assert last.nunique() == 1 and last.iloc[0] < 60 * 6 - 1      # it did stop early
-    assert run.summarize(rec)["passed"]
+    assert run.summarize(rec)["verdict"] == "agree"
 
 
 def test_initial_weights_from_npz(tmp_path):
