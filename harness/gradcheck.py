@@ -105,26 +105,41 @@ class Line:
         view[probe] = orig
         return value
 
+    def moved(self, probe: int | np.ndarray, t: float) -> float:
+        """How far p actually moves for a step t: (p + t) - p, exact, for an element (p + t
+        rounds); t for a direction."""
+        if isinstance(probe, np.ndarray):
+            return t
+        orig = self.base.reshape(-1)[probe]
+        return float((orig + t) - orig)
+
 
 @dataclass(frozen=True)
 class Stencil:
-    """f at +-h, +-2h (and +-4h once refined) along one probe; f0 is shared."""
+    """f at +-h, +-2h (and +-4h once refined) along one probe, and how far p really moved
+    for each (an element's p + t rounds); f0 is shared."""
     h: float
     minus: tuple[float, ...]     # f(-h), f(-2h)[, f(-4h)]
     plus: tuple[float, ...]      # f(h), f(2h)[, f(4h)]
+    back: tuple[float, ...]      # the actual |steps| of `minus`
+    ahead: tuple[float, ...]     # the actual steps of `plus`
 
     @classmethod
-    def at(cls, line: Line, probe: int | np.ndarray, h: float) -> Stencil:
-        return cls(h, (line(probe, -h), line(probe, -2 * h)),
-                   (line(probe, h), line(probe, 2 * h)))
+    def at(cls, line: Line, probe: int | np.ndarray, h: float,
+           multiples: tuple[int, ...] = (1, 2)) -> Stencil:
+        ts = [m * h for m in multiples]
+        return cls(h, tuple(line(probe, -t) for t in ts), tuple(line(probe, t) for t in ts),
+                   tuple(-line.moved(probe, -t) for t in ts),
+                   tuple(line.moved(probe, t) for t in ts))
 
     def refined(self, line: Line, probe: int | np.ndarray) -> Stencil:
         """The same stencil with +-4h added, for a sharper truncation estimate."""
-        return Stencil(self.h, (*self.minus, line(probe, -4 * self.h)),
-                       (*self.plus, line(probe, 4 * self.h)))
+        wide = Stencil.at(line, probe, self.h, (4,))
+        return Stencil(self.h, self.minus + wide.minus, self.plus + wide.plus,
+                       self.back + wide.back, self.ahead + wide.ahead)
 
     def _central(self, k: int) -> float:
-        return (self.plus[k] - self.minus[k]) / (2 * self.h * 2 ** k)
+        return (self.plus[k] - self.minus[k]) / (self.ahead[k] + self.back[k])
 
     def _extrapolated(self, k: int) -> float:
         return (4 * self._central(k) - self._central(k + 1)) / 3
@@ -144,8 +159,7 @@ class Stencil:
 
     def one_sided(self, f0: float, k: int = 0) -> tuple[float, float]:
         """The backward and forward slopes at step h 2^k."""
-        t = self.h * 2 ** k
-        return (f0 - self.minus[k]) / t, (self.plus[k] - f0) / t
+        return (f0 - self.minus[k]) / self.back[k], (self.plus[k] - f0) / self.ahead[k]
 
     def one_sided_truncation(self, f0: float) -> float:
         """Their truncation at h, h f''/2 on either side of a kink: how far each moves from h
@@ -153,10 +167,11 @@ class Stencil:
         return float(np.max(np.abs(np.subtract(self.one_sided(f0, 1), self.one_sided(f0)))))
 
     def bend(self, f0: float) -> float:
-        """2 gap(h) - gap(2h), gap(t) = (f(t) - 2 f0 + f(-t)) / t: -h^3 f''''/2 where f is
+        """2 gap(h) - gap(2h), gap(t) = forward - backward slope at t: -h^3 f''''/2 where f is
         smooth, of the size of the slope's jump where a kink lies within the stencil."""
-        def gap(j: int) -> float:
-            return (self.plus[j] - 2 * f0 + self.minus[j]) / (self.h * 2 ** j)
+        def gap(k: int) -> float:
+            back, ahead = self.one_sided(f0, k)
+            return ahead - back
         return 2 * gap(0) - gap(1)
 
     def bent(self, f0: float, noise: float, target: float) -> bool:
@@ -184,8 +199,13 @@ def measured_noise(line: Line, probe: np.ndarray, f0: float, delta: float) -> fl
     values = np.array([f0, *(line(probe, k * delta) for k in range(1, 7))])
     third = np.diff(values, 3)
     sigma = float(np.sqrt(np.mean(third ** 2) / 20))
-    floor = tol.FD_NOISE_ULPS * tol.FLOAT64_UNIT_ROUNDOFF * abs(f0)
-    return tol.FD_NOISE_SAFETY * max(sigma, floor)
+    return max(tol.FD_NOISE_SAFETY * sigma, noise_floor([f0]))
+
+
+def noise_floor(values) -> float:
+    """The least rounding error of loss values this large: a few ulps of the largest."""
+    return tol.FD_NOISE_SAFETY * tol.FD_NOISE_ULPS * tol.FLOAT64_UNIT_ROUNDOFF * \
+        float(np.max(np.abs(values)))
 
 
 def choose_step(line: Line, probes: list, noise: float, top: float, target: float) -> float:
@@ -236,6 +256,7 @@ def _judge(line: Line, probe, h: float, f0: float, noise: float, analytic: float
     step, or at the last one whose rounding could still show that bend, the kink is on the
     point: a subgradient check at the step where it is sharpest."""
     first = Stencil.at(line, probe, h)
+    noise = max(noise, noise_floor([*first.plus, *first.minus]))   # |f| may grow along the probe
     if not first.bent(f0, noise, target):
         return _smooth(first, line, probe, noise, analytic, target)
     tried = [first]
@@ -267,7 +288,11 @@ def check_tensor(line: Line, analytic: np.ndarray, probes: list, f0: float, name
         list(dict.fromkeys([int(np.argmax(np.abs(analytic))),
                             *rng.integers(0, size, tol.FD_LADDER_PROBES - 1).tolist()]))
     target = tol.FD_RTOL * float(np.max(np.abs(analytic)))
-    h = choose_step(line, ladder_probes, noise, tol.FD_LADDER_TOP * scale_p, target)
+    # steps are powers of two (the ladder halves, the shrink and retry factors are powers of
+    # two), so that p + h and p - h are exact for most elements: an inexact step displaces p
+    # by ulp(p), which a tiny slope under a large curvature cannot afford
+    top = 2.0 ** np.floor(np.log2(tol.FD_LADDER_TOP * scale_p))
+    h = choose_step(line, ladder_probes, noise, top, target)
     judged = np.array([_judge(line, probe, h, f0, noise, float(a), target)
                        for probe, a in zip(probes, analytic.reshape(-1), strict=True)])
     numeric, bounds, diffs = judged[:, 0], judged[:, 1], judged[:, 2]
@@ -276,7 +301,11 @@ def check_tensor(line: Line, analytic: np.ndarray, probes: list, f0: float, name
                            int(judged[:, 3].sum()), h, zero=True)
     scale = max(float(np.max(np.abs(analytic))), float(np.max(np.abs(numeric))), tol.TINY)
     abs_err = float(np.max(diffs))
-    return TensorCheck(name, abs_err, abs_err / scale, float(np.max(bounds)) / scale, method,
+    # kink probes pass a bracket test, not a resolution one: they do not set the tensor's
+    # resolution unless the tensor has nothing but kinks
+    smooth = judged[:, 3] == 0
+    resolution = float(np.max(bounds[smooth] if smooth.any() else bounds)) / scale
+    return TensorCheck(name, abs_err, abs_err / scale, resolution, method,
                        int(judged[:, 3].sum()), h)
 
 

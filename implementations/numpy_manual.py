@@ -97,10 +97,13 @@ def loss_and_delta(loss: str, z: np.ndarray, a: np.ndarray, y: np.ndarray, out: 
     n, k = y.shape
     if loss == "cross_entropy":
         # L = mean_n [ logsumexp(z) * sum_k y - sum_k y z ];  dL/dz = (softmax(z) sum_k y - y) / n
-        zmax = z.max(axis=1, keepdims=True)
-        lse = zmax + np.log(np.exp(z - zmax).sum(axis=1, keepdims=True))
+        # in logits shifted by their max, s = z - max z: logsumexp(s) is log(1 + small) and
+        # sum y s is 0 for a confident right answer, so a tiny loss is not the difference of
+        # two numbers of the size of max z (which costs ulp(max z) / L of its accuracy)
+        shifted = z - z.max(axis=1, keepdims=True)
+        lse = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         ysum = y.sum(axis=1, keepdims=True)
-        value = float(np.sum(lse * ysum - (y * z).sum(axis=1, keepdims=True)) / n)
+        value = float(np.sum(lse * ysum - (y * shifted).sum(axis=1, keepdims=True)) / n)
         np.multiply(a, ysum, out=delta)
         delta -= y
         delta /= n
