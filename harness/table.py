@@ -34,7 +34,7 @@ def _cell(check: dict, base: float) -> str:
         if check.get("first_parameter"):
             extra.append(check["first_parameter"])
     if check.get("tolerance") and check["tolerance"] > base and check["status"] != "not_run":
-        extra.append(f"tol {check['tolerance']:.0e}")
+        extra.append(f"tol {check['tolerance']:.1e}")
     if check.get("resolution") is not None and check["check"] == "oracle":
         extra.append(f"res {check['resolution']:.0e}")
     return text + (f" ({', '.join(extra)})" if extra else "")

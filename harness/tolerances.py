@@ -102,10 +102,12 @@ UNIT_ROUNDOFF = {"float64": FLOAT64_UNIT_ROUNDOFF, "float32": FLOAT32_UNIT_ROUND
 # 1e-10..1e-5 in float64. Their tolerance there is measured: the reference's parameters and
 # inputs are nudged by SENSITIVITY_STEP (relative, random signs, both ways), and the second
 # difference of its answers, rounding noise alone, times SENSITIVITY_SAFETY, becomes the
-# tolerance where it exceeds the dtype's. The step is ~sqrt(u): large enough to re-round
-# every intermediate (a saturated tanh moves by ulps), small enough that the smooth second-
-# order response (step^2 ~ u) stays below the dtype's tolerance.
-SENSITIVITY_STEP = {"float64": 1e-7, "float32": 3e-4}
+# tolerance where it exceeds the dtype's. The step is large enough to re-round every
+# intermediate (a tanh saturated at z = 10 moves by (1 - a^2) z step = 8e-8 step, above
+# ulp(a) = 1.1e-16 from a step of 1.4e-9 on), small enough that the smooth second-order
+# response (~step^2 times the relative curvature; 1e-7 measured 1e-13 on digits' loss)
+# stays below the dtype's tolerance. float32: ~sqrt(u).
+SENSITIVITY_STEP = {"float64": 1e-8, "float32": 3e-4}
 SENSITIVITY_SAFETY = 10.0
 
 # Drift. A loss curve or final parameter beyond loss_rtol / param_rtol is explained when the
