@@ -117,27 +117,40 @@ def parameter_order(names: list[str]) -> list[str]:
     return sorted(names, key=lambda n: (int(n[1:]), n[0] != "W"))
 
 
-def error_matrix(gradients: pd.DataFrame) -> tuple[pd.DataFrame, list[bool]]:
+STATES = ("ok", "unresolved", "fail")     # a cell's state: the worst of its rows
+
+
+def error_matrix(gradients: pd.DataFrame, grad_tol: float | None = None,
+                 fd_tol: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame, list[bool]]:
     """Worst max_rel_err over the check steps: rows = tensors, columns = comparisons (backend
     pairs at the reference's parameters, then finite differences). NaN stays NaN (a failure).
-    Also whether each column is a finite-difference one."""
+    Also each cell's state (an index into STATES: every row judged against its own tolerance
+    where the run recorded one, a raised one at an ill-conditioned point or the oracle's
+    resolution, else the column's) and whether each column is a finite-difference one."""
     g = gradients[gradients.evaluated_at != "own"]
     fd = g.compared_to == "finite_differences"
     column = np.where(fd, g.backend + " vs finite diff.\n(" + g.evaluated_at + ")",
                       g.backend + " vs " + g.compared_to)
-    worst = (g.assign(column=column).groupby(["parameter", "column"], sort=False)
-             .max_rel_err.agg(lambda s: s.to_numpy(float).max()).unstack("column"))
+    base = pd.Series(np.where(fd, fd_tol or np.inf, grad_tol or np.inf), index=g.index)
+    limit = g["tolerance"].fillna(base) if "tolerance" in g else base
+    unresolved = (g["status"] == "unresolved") if "status" in g else False
+    state = np.where(~(g.max_rel_err <= limit), 2, np.where(unresolved, 1, 0))
+    cells = g.assign(column=column, state=state).groupby(["parameter", "column"], sort=False)
+    worst = cells.max_rel_err.agg(lambda s: s.to_numpy(float).max()).unstack("column")
+    states = cells.state.max().unstack("column")
     pairs = list(dict.fromkeys(column[~fd.to_numpy()]))
     oracle = list(dict.fromkeys(column[fd.to_numpy()]))
-    return (worst.loc[parameter_order(list(worst.index)), pairs + oracle],
+    order = parameter_order(list(worst.index))
+    return (worst.loc[order, pairs + oracle], states.loc[order, pairs + oracle],
             [False] * len(pairs) + [True] * len(oracle))
 
 
 def gradient_errors(gradients: pd.DataFrame, grad_tol: float | None, fd_tol: float | None,
                     title: str) -> Figure:
     """Heatmap of log10 worst relative gradient error, every cell annotated; cells over
-    their column's tolerance (or NaN) are boxed in red and marked FAIL."""
-    worst, is_fd = error_matrix(gradients)
+    their tolerance (or NaN) are boxed in red and marked FAIL, cells the oracle could not
+    resolve are boxed with a dashed line and marked UNRESOLVED."""
+    worst, states, is_fd = error_matrix(gradients, grad_tol, fd_tol)
     height = max(style.HEIGHT * 0.75, HEAT_BASE_INCHES + HEAT_ROW_INCHES * len(worst))
     fig, (ax,) = style.new_figure(f"{title}: gradient error, worst over the check steps",
                                   height=height)
@@ -150,18 +163,20 @@ def gradient_errors(gradients: pd.DataFrame, grad_tol: float | None, fd_tol: flo
                       vmax=max(hi, lo + 1))
     tols = [fd_tol if f else grad_tol for f in is_fd]
     for (r, c), value in np.ndenumerate(err):
-        tol = tols[c]
-        failed = np.isnan(value) or (tol is not None and value > tol)
+        state = STATES[int(states.iat[r, c])] if not np.isnan(value) else "fail"
         text = "NaN" if np.isnan(value) else "0" if value == 0 else f"{value:.1e}"
         shade = image.norm(logs[r, c]) if np.isfinite(logs[r, c]) else 1.0
-        ax.text(c, r, text + ("\nFAIL" if failed else ""), ha="center", va="center",
-                fontsize="small", color="white" if shade < 0.5 else "black")
-        if failed:
+        ax.text(c, r, text + ("" if state == "ok" else f"\n{state.upper()}"), ha="center",
+                va="center", fontsize="small", color="white" if shade < 0.5 else "black")
+        if state != "ok":
             ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False,
-                                   edgecolor=style.FAIL_COLOR, linewidth=2.5))
+                                   edgecolor=style.FAIL_COLOR, linewidth=2.5,
+                                   linestyle="-" if state == "fail" else "--"))
     ax.set_xticks(range(len(worst.columns)),
-                  [f"{name}\ntol {t:.2g}" if t is not None else name
-                   for name, t in zip(worst.columns, tols, strict=True)], fontsize="small")
+                  [f"{name}\ntol {t:.2g}" + (" or resolution" if fd else "")
+                   if t is not None else name
+                   for name, t, fd in zip(worst.columns, tols, is_fd, strict=True)],
+                  fontsize="small")
     ax.set_yticks(range(len(worst.index)), list(worst.index))
     if any(is_fd) and not all(is_fd):
         ax.axvline(is_fd.index(True) - 0.5, color="white", linewidth=4)
@@ -170,6 +185,8 @@ def gradient_errors(gradients: pd.DataFrame, grad_tol: float | None, fd_tol: flo
     ax.set(xlabel="; ".join(what), ylabel="parameter tensor (W = weights, b = bias)")
     ax.add_patch(Rectangle((0, 0), 0, 0, fill=False, edgecolor=style.FAIL_COLOR, linewidth=2.5,
                            label="over tolerance (FAIL)"))
+    ax.add_patch(Rectangle((0, 0), 0, 0, fill=False, edgecolor=style.FAIL_COLOR, linewidth=2.5,
+                           linestyle="--", label="oracle cannot resolve (UNRESOLVED)"))
     fig.colorbar(image, ax=ax, label="log10(worst relative error), dimensionless")
     style.legend_below(fig, ax.get_legend_handles_labels()[0])
     return fig

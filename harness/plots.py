@@ -54,10 +54,12 @@ class Variant:
         return f"{self.experiment}{where} ({self.summary['dtype']})"
 
     def tolerance(self, check: str) -> float | None:
-        """The tolerance `check` states: the smallest its cells applied (a cell may have
-        raised its own at an ill-conditioned point)."""
+        """The tolerance `check` states before any raise (a cell may raise its own at an
+        ill-conditioned point, the oracle to its resolution); older results: the smallest
+        its cells applied."""
+        base = (self.summary.get("tolerances") or {}).get(check)
         found = [c["tolerance"] for c in self.summary.get("checks", []) if c["check"] == check]
-        return min(found) if found else None
+        return base if base is not None else min(found) if found else None
 
 
 @dataclass(frozen=True)
