@@ -139,6 +139,14 @@ def shadow_envelope(steps: pd.DataFrame, shadow: pd.DataFrame, ref: str,
     return env.reindex(at).ffill().fillna(0.0).to_numpy()
 
 
+def drift_allowance(tables: dict[str, pd.DataFrame], ref: str, at: pd.Index,
+                    rtol: float) -> tuple[np.ndarray, np.ndarray]:
+    """(what a loss curve may differ by at steps `at`: the fixed bound, or DRIFT_SAFETY times
+    the shadow run's drift; that drift)."""
+    env = shadow_envelope(tables["steps"], tables.get("shadow", pd.DataFrame()), ref, at)
+    return np.maximum(rtol, tol.DRIFT_SAFETY * env), env
+
+
 def _loss_curve(tables: dict[str, pd.DataFrame], backend: str, ref: str, rtol: float) -> Check:
     common, a, b = _losses(tables["steps"], backend, ref)
     if common.empty:
@@ -148,8 +156,7 @@ def _loss_curve(tables: dict[str, pd.DataFrame], backend: str, ref: str, rtol: f
     worst = float(rel.max())
     if (rel <= rtol).all():
         return Check("loss_curve", backend, ref, "ok", worst, rtol)
-    env = shadow_envelope(tables["steps"], tables.get("shadow", pd.DataFrame()), ref, common)
-    allowed = np.maximum(rtol, tol.DRIFT_SAFETY * env)
+    allowed, env = drift_allowance(tables, ref, common, rtol)
     bad = np.flatnonzero(~(rel <= allowed))
     if bad.size == 0:
         return Check("loss_curve", backend, ref, "drift", worst, float(allowed.max()),
@@ -233,8 +240,7 @@ def pair_agrees(tables: dict[str, pd.DataFrame], a: str, b: str, ref: str,
     grads = g[pair & (g.evaluated_at == "reference")]
     vpair = ((v.backend == a) & (v.compared_to == b)) | ((v.backend == b) & (v.compared_to == a))
     common, la, lb = _losses(tables["steps"], a, b)
-    env = shadow_envelope(tables["steps"], tables.get("shadow", pd.DataFrame()), ref, common)
-    curves = loss_drift(la, lb) <= np.maximum(t.loss_rtol, tol.DRIFT_SAFETY * env)
+    curves = loss_drift(la, lb) <= drift_allowance(tables, ref, common, t.loss_rtol)[0]
     return bool(_judged(grads, t.grad_rtol).all() and _judged(v[vpair], t.value_rtol).all()
                 and curves.all())
 

@@ -186,28 +186,31 @@ def run_variant(spec: Spec, names: list[str], device: str = "cpu",
                 break
         t0 = time.perf_counter()
         _finish(rec, lanes, ds)
-        if len(lanes) > 1 and compare.needs_shadow(rec.frames(), ok, tolerances(spec)):
-            _shadow(rec, lanes[0], p0, ds, plan, device)
+        frames = rec.frames()
+        if len(lanes) > 1 and compare.needs_shadow(frames, ok, tolerances(spec)):
+            ran = frames["steps"]
+            _shadow(rec, lanes[0], p0, ds, plan, device,
+                    int(ran[ran.backend == lanes[0].name].step.max()))
     rec.add("timings", {"backend": HARNESS, "phase": "checks", "seconds": time.perf_counter() - t0})
     return rec
 
 
 def _nudge(a: np.ndarray, rng: np.random.Generator, ulps: float) -> np.ndarray:
-    u = tol.UNIT_ROUNDOFF[a.dtype.name]
-    return (a * (1 + ulps * u * rng.choice([-1.0, 1.0], a.shape))).astype(a.dtype)
+    """`ulps` units of a's rounding, random signs."""
+    return same_point.nudged(a, rng.choice([-1.0, 1.0], a.shape),
+                             ulps * tol.UNIT_ROUNDOFF[a.dtype.name])
 
 
 def _shadow(rec: Record, ref: Lane, p0: params.Params, ds: data.Dataset, plan: data.Plan,
-            device: str) -> None:
-    """Replay the reference from a rounding-level nudge of its start and of every batch's
-    inputs (tol.SHADOW_ULPS): how far it ends from itself is what this run makes of rounding,
-    the yardstick for the drift between backends (compare: drift vs disagreement)."""
+            device: str, last: int) -> None:
+    """Replay the reference, up to its `last` step, from a rounding-level nudge of its start
+    and of every batch's inputs (tol.SHADOW_ULPS): how far it ends from itself is what this
+    run makes of rounding, the yardstick for the drift between backends (compare: drift vs
+    disagreement)."""
     spec, rng = rec.spec, data.rng_for(rec.spec.seed, "shadow")
     shadow = backend_class(ref.name)(spec, device)
     shadow.load([(_nudge(w, rng, tol.SHADOW_ULPS), _nudge(b, rng, tol.SHADOW_ULPS))
                  for w, b in params.copy(p0)])
-    ran = rec.frames()["steps"]
-    last = int(ran[ran.backend == ref.name].step.max())
     for step in range(last + 1):
         batch = data.train_batch(spec, ds, plan, step)
         loss = shadow.train_step(data.Batch(_nudge(batch.x, rng, tol.SHADOW_ULPS), batch.y,

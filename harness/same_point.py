@@ -55,7 +55,8 @@ def finite(grads: Params) -> bool:
     return all(np.all(np.isfinite(g)) for g in flatten(grads))
 
 
-def _nudged(a: np.ndarray, signs: np.ndarray, rel: float) -> np.ndarray:
+def nudged(a: np.ndarray, signs: np.ndarray, rel: float) -> np.ndarray:
+    """a * (1 + rel * signs), in a's dtype: a relative nudge with the given signs."""
     return (a * (1 + rel * signs)).astype(a.dtype)
 
 
@@ -72,11 +73,11 @@ def sensitivity(probe: Backend, params: Params, batch: Batch, held_out: Batch,
     h_signs = rng.choice([-1.0, 1.0], held_out.x.shape)
     sides = []
     for sign in (1.0, -1.0):
-        p = [(_nudged(w, sw, sign * rel), _nudged(b, sb, sign * rel))
+        p = [(nudged(w, sw, sign * rel), nudged(b, sb, sign * rel))
              for (w, b), (sw, sb) in zip(params, p_signs, strict=True)]
-        nudged = Batch(_nudged(batch.x, x_signs, sign * rel), batch.y, batch.masks)
-        held = Batch(_nudged(held_out.x, h_signs, sign * rel), held_out.y)
-        sides.append(evaluate_at(probe, p, nudged, held).quantities())
+        moved = Batch(nudged(batch.x, x_signs, sign * rel), batch.y, batch.masks)
+        held = Batch(nudged(held_out.x, h_signs, sign * rel), held_out.y)
+        sides.append(evaluate_at(probe, p, moved, held).quantities())
     mid = center.quantities()
     return {k: gradcheck.errors((np.asarray(sides[0][k], np.float64) +
                                  np.asarray(sides[1][k], np.float64)) / 2, v)[1]
