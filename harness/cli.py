@@ -4,6 +4,10 @@ Exit codes: 0 everything agrees, 1 something disagrees, 2 bad input (one line on
 never a traceback), 3 not compared (fewer than two backends ran, or a check that was asked
 for never ran or could not resolve what it checks), 130 interrupted (previous results
 untouched).
+
+Each sub-command imports its module when it runs, so `harness --help` does not load
+matplotlib or the benchmark; tests/test_layout.py counts these imports too, so none hides a
+cycle.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ import os
 import sys
 from pathlib import Path
 
-from harness import compare, experiment, table
+from harness import experiment, table
+from harness.bench.timing import Protocol
 from harness.results import ResultsError
-from harness.schema import SpecError
-from harness.timing import Protocol
+from harness.spec import SpecError
+from harness.verify import verdict
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -138,11 +143,11 @@ def _run(args: argparse.Namespace) -> int:
           f"{t['data']:.1f} s, harness overhead {t['overhead']:.2f} s "
           f"({t['overhead_fraction']:.1%})")
     print(f"{table.VERDICT_TEXT[summary['verdict']]}; results in {out}/")
-    return compare.EXIT_CODES[summary["verdict"]]
+    return verdict.EXIT_CODES[summary["verdict"]]
 
 
 def _check(args: argparse.Namespace) -> int:
-    from harness.checkcmd import check_spec
+    from harness.oracle_command import check_spec
 
     specs, _ = experiment.load(args.spec, None)
     experiment.backend_names([args.backend], specs[0], option="--backend")
@@ -158,11 +163,11 @@ def _backends(args: argparse.Namespace) -> int:
 
 def _plot(args: argparse.Namespace) -> int:
     if (args.folder / "bench.csv").is_file():
-        from harness.bench_plot import write_plot
+        from harness.bench.plot import write_plot
 
         print(write_plot(args.folder))
         return 0
-    from harness.plots import plot_folder
+    from harness.plots.folder import plot_folder
 
     for path in plot_folder(args.folder):
         print(path)
@@ -171,7 +176,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     if (args.folder / "bench.csv").is_file():
-        from harness.bench_report import write_bench_report
+        from harness.bench.report import write_bench_report
 
         print(write_bench_report(args.folder))
         return 0
@@ -182,9 +187,9 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from harness.bench import DEFAULT_SHAPES, Shape
-    from harness.benchcmd import run_bench
-    from implementations import registry
+    from harness.bench.command import run_bench
+    from harness.bench.suite import DEFAULT_SHAPES, Shape
+    from harness.registry import registry
 
     dtypes, names = list(dict.fromkeys(args.dtypes)), list(dict.fromkeys(args.backends))
     for dtype in dtypes:
@@ -211,7 +216,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _conformance(args: argparse.Namespace) -> int:
-    from harness.conformance import run_conformance
+    from harness.conformance.suite import run_conformance
 
     return run_conformance(args.name)
 

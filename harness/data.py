@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness import datasets
-from harness.spec import Spec, planned_steps
+from harness.spec import Spec, datasets, planned_steps
 
 
 def derive_seed(seed: int, purpose: str) -> int:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import provenance, results, run, sweep
-from harness.schema import SpecError
-from harness.spec import Spec
-from implementations import registry
+from harness import parity, provenance, results
+from harness.registry import registry
+from harness.spec import Spec, sweep
+from harness.spec.schema import SpecError
 
 DEFAULT_BACKENDS = ("numpy", "torch", "jax")
 RESULTS_ROOT = Path("results")
@@ -41,16 +41,16 @@ def load(path: Path, dtype: str | None) -> tuple[list[Spec], dict]:
 def execute(path: Path, specs: list[Spec], overrides: dict, names: list[str], out: Path,
             force: bool, device: str = "cpu", progress: bool = True) -> dict:
     """Run every variant, then write the results folder atomically; returns the summary."""
-    results.check_target(out, force)
+    results.guard_target(out, force)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     frames: dict[str, list[pd.DataFrame]] = {}
     variants = []
     for spec in specs:
-        rec = run.run_variant(spec, names, device, progress)
+        rec = parity.run_variant(spec, names, device, progress)
         for name, df in rec.frames().items():
             frames.setdefault(name, []).append(df.assign(variant=spec.variant, dtype=spec.dtype))
-        variants.append(run.summarize(rec))
+        variants.append(parity.summarize(rec))
     merged = {name: _ordered(pd.concat(dfs, ignore_index=True)) for name, dfs in frames.items()}
     summary = {"experiment": specs[0].name, "verdict": overall([v["verdict"] for v in variants]),
                "device": device, "variants": variants,

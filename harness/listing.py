@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import importlib.metadata
 
+from harness.registry import BUILTIN, backend_class, missing_framework, registry
 from harness.spec import ACTIVATIONS, DTYPES, LOSSES, OPTIMIZERS
-from implementations import BUILTIN, backend_class, missing_framework, registry
 
 
 def _version(module: str | None) -> str:

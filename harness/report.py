@@ -16,8 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import plot_style, plot_summary, plots, results, table
-from harness.plots import Plot, Variant
+from harness import results, table
+from harness.plots import folder as plots
+from harness.plots import style as plot_style
+from harness.plots import summary as plot_summary
+from harness.plots.folder import Plot, Variant
 
 REPORT = "report.md"
 MISSING = "-"

@@ -49,7 +49,7 @@ def owned(folder: Path) -> bool:
         return False
 
 
-def check_target(out: Path, force: bool) -> None:
+def guard_target(out: Path, force: bool) -> None:
     """Refuse, before any work is done, to replace a folder the harness did not create, or
     to write where no folder can be made."""
     if out.exists() and not force and (not out.is_dir() or not owned(out)):
@@ -66,7 +66,7 @@ def write(out: Path, frames: dict[str, pd.DataFrame], summary: dict, meta: dict,
           force: bool = False) -> Path:
     """Write every table (name.csv), summary.json and meta.json into a temporary sibling
     folder, then swap it into place."""
-    check_target(out, force)
+    guard_target(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
     try:

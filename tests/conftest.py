@@ -8,8 +8,8 @@ import dataclasses
 import pytest
 
 from harness import data, params
+from harness.registry import backend_class, missing_framework, registry
 from harness.spec import Spec, from_dict
-from implementations import backend_class, missing_framework, registry
 
 BASE = {
     "name": "t",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import blas, data, params, tolerances
-from implementations import numpy_manual
-from implementations.numpy_manual import NumpyManual
+from harness import data, params
+from harness.verify import tolerances
+from implementations import blas, numpy_fast
+from implementations.numpy_fast import NumpyFast
 from tests.conftest import mlp, spec_from
 
 DTYPES = ["float32", "float64"]
@@ -65,7 +66,7 @@ def train(spec, monkeypatch, in_blas: bool) -> tuple[list, int, int]:
         found(c, a, b, alpha)
 
     monkeypatch.setattr(blas, "accumulator", lambda dtype: counted if in_blas else None)
-    backend = NumpyManual(spec)
+    backend = NumpyFast(spec)
     backend.load(params.initial_params(spec))
     ds = data.prepare(spec)
     plan = data.plan(spec, len(ds.train.x))
@@ -77,7 +78,7 @@ def train(spec, monkeypatch, in_blas: bool) -> tuple[list, int, int]:
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_step_descending_in_blas_matches_the_plain_step(dtype, monkeypatch):
     reachable(dtype)
-    monkeypatch.setattr(numpy_manual, "BLAS_DESCENT_MIN_SIZE", 0)   # these W are tiny
+    monkeypatch.setattr(numpy_fast, "BLAS_DESCENT_MIN_SIZE", 0)   # these W are tiny
     model = mlp([(16, "relu"), (8, "tanh")], (3, "softmax"), drop_prob=0.25)
     model["layers"][1]["trainable_bias"] = False
     spec = spec_from(dtype=dtype, model=model, training={"learning_rate": 0.2, "epochs": 4})

@@ -11,28 +11,29 @@ from typing import ClassVar
 
 import pytest
 
-from harness import conformance, conformance_checks
-from implementations.numpy_manual import NumpyManual
+from harness.conformance import cases
+from harness.conformance import suite as conformance
+from implementations.numpy_fast import NumpyFast
 from tests.conftest import BACKENDS
 
-CASES = [pytest.param(backend, check, id=f"{backend}-{check.name}")
-         for backend in BACKENDS for check in conformance.CHECKS]
+PARAMS = [pytest.param(backend, case, id=f"{backend}-{case.name}")
+          for backend in BACKENDS for case in conformance.CASES]
 
 
-@pytest.mark.parametrize(("backend", "check"), CASES)
-def test_conformance(backend: str, check: conformance.Check) -> None:
+@pytest.mark.parametrize(("backend", "case"), PARAMS)
+def test_conformance(backend: str, case: conformance.Case) -> None:
     try:
-        check.run(backend)
+        case.run(backend)
     except conformance.Skip as why:
         pytest.skip(str(why))
 
 
-def test_check_names_are_unique() -> None:
-    names = [check.name for check in conformance.CHECKS]
+def test_case_names_are_unique() -> None:
+    names = [case.name for case in conformance.CASES]
     assert len(names) == len(set(names))
 
 
-class BrokenBiasGradient(NumpyManual):
+class BrokenBiasGradient(NumpyFast):
     """NumPy backprop reporting the output bias gradient with its sign flipped."""
     name: ClassVar[str] = "broken"
 
@@ -43,9 +44,9 @@ class BrokenBiasGradient(NumpyManual):
 
 
 def test_a_broken_backend_fails_with_the_tensor_named(monkeypatch, capsys) -> None:
-    monkeypatch.setattr(conformance_checks, "backend_class",
-                        lambda name: BrokenBiasGradient if name == "broken" else NumpyManual)
-    for module in (conformance, conformance_checks):
+    monkeypatch.setattr(cases, "backend_class",
+                        lambda name: BrokenBiasGradient if name == "broken" else NumpyFast)
+    for module in (conformance, cases):
         monkeypatch.setattr(module, "missing_framework", lambda name: None)
     assert conformance.run_conformance("broken") == 1
     out = capsys.readouterr().out

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from harness.data import Batch
-from implementations import registry
+from harness.registry import registry
 from implementations.template_backend import TemplateBackend
 from tests.conftest import spec_from
 

@@ -13,14 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from harness import conformance, experiment, listing, run
-from harness import tolerances as tol
-from implementations import BUILTIN, ENTRY_POINT_GROUP, registry
+from harness import experiment, listing, parity
+from harness.conformance import suite as conformance
+from harness.registry import BUILTIN, ENTRY_POINT_GROUP, registry
+from harness.verify import tolerances as tol
 
-MODULE = '''from implementations.numpy_manual import NumpyManual
+MODULE = '''from implementations.numpy_fast import NumpyFast
 
 
-class Throwaway(NumpyManual):
+class Throwaway(NumpyFast):
     name = "throwaway"
 '''
 DIGITS = Path(__file__).resolve().parent.parent / "experiments" / "digits_mlp.toml"
@@ -71,7 +72,7 @@ def test_sklearn_plugin_matches_numpy_on_digits_sgd_float64():
     spec = experiment.load(DIGITS, "float64")[0][0]
     spec = dataclasses.replace(spec, training=dataclasses.replace(
         spec.training, epochs=PARITY_EPOCHS, grad_check_steps=(0,)))
-    summary = run.summarize(run.run_variant(spec, ["numpy", "sklearn"], progress=False))
+    summary = parity.summarize(parity.run_variant(spec, ["numpy", "sklearn"], progress=False))
     worst = {c["check"]: c["worst"] for c in summary["checks"]}
     assert summary["verdict"] == "agree", summary["checks"]
     assert worst["loss_curve"] <= tol.FLOAT64.loss_rtol

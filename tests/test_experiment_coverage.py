@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from harness import sweep
 from harness.spec import (
     ACTIVATIONS,
     BIAS_CORRECTIONS,
@@ -28,8 +27,9 @@ from harness.spec import (
     OPTIMIZER_KEYS,
     OPTIMIZERS,
     Spec,
+    sweep,
 )
-from implementations.numpy_manual import BLAS_DESCENT_MIN_SIZE
+from implementations.numpy_fast import BLAS_DESCENT_MIN_SIZE
 
 EXPERIMENTS = sorted((Path(__file__).resolve().parent.parent / "experiments").glob("*.toml"))
 SPECS = [spec for path in EXPERIMENTS for spec in sweep.load(path)]
@@ -81,7 +81,7 @@ def test_experiments_cover(what, values, used):
 
 def _blas_descents(spec: Spec) -> list[str]:
     """The weight matrices NumPy updates inside its GEMM: plain SGD (no weight decay, no L2,
-    see NumpyManual.train_step) on W with at least BLAS_DESCENT_MIN_SIZE entries."""
+    see NumpyFast.train_step) on W with at least BLAS_DESCENT_MIN_SIZE entries."""
     opt = spec.optimizer
     plain = opt.name == "sgd" and not opt.weight_decay and not spec.loss.l2
     fans = [spec.model.inputs, *(layer.size for layer in spec.model.layers)]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import gradcheck, params
-from implementations.numpy_manual import NumpyManual
+from harness import params
+from harness.verify import oracle
+from implementations.numpy_fast import NumpyFast
 from tests.conftest import first_batch, mlp, spec_from
 
 HIDDEN = ["sigmoid", "tanh", "relu", "leaky_relu", "identity"]
@@ -16,8 +17,8 @@ HEADS = [("cross_entropy", "softmax", "spirals", 3), ("bce", "sigmoid", "moons",
            for out in ("sigmoid", "tanh", "relu", "leaky_relu", "identity"))]
 
 
-def fd_errors(spec) -> list[gradcheck.TensorCheck]:
-    return gradcheck.check_at_start(NumpyManual, spec)
+def fd_errors(spec) -> list[oracle.TensorCheck]:
+    return oracle.check_at_start(NumpyFast, spec)
 
 
 def assert_close(checks):
@@ -63,7 +64,7 @@ def test_large_net_uses_directions():
 
 def test_oracle_catches_a_wrong_derivative(monkeypatch):
     """A sigmoid derivative off by a factor must fail the check (the test can fail)."""
-    import implementations.numpy_manual as nm
+    import implementations.numpy_fast as nm
     real = nm.activation_grad
 
     def off_by_one_percent(layer, delta, z, a, scratch):
@@ -80,7 +81,7 @@ def test_large_logits_stay_finite():
     for loss, out, dataset, size in HEADS[:2]:
         spec = spec_from(data={"name": dataset, "n_samples": 40}, loss={"name": loss},
                          model=mlp([(4, "identity")], (size, out)))
-        backend = NumpyManual(spec)
+        backend = NumpyFast(spec)
         backend.load([(w * 400, b) for w, b in params.initial_params(spec)])
         value, grads = backend.loss_and_grads(first_batch(spec))
         assert np.isfinite(value) and all(np.all(np.isfinite(g)) for p in grads for g in p)

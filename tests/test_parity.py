@@ -9,17 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import harness.run as run_module
-from harness import run
-from implementations import backend_class, missing_framework
-from implementations.numpy_manual import NumpyManual
+import harness.parity as run_module
+from harness import parity
+from harness.registry import backend_class, missing_framework
+from implementations.numpy_fast import NumpyFast
 from tests.conftest import mlp, spec_from
 
 SPEC = spec_from(model=mlp([(6, "tanh")], (3, "softmax")),
                  training={"epochs": 3, "grad_check_steps": [0, 4]})
 
 
-class BrokenBias(NumpyManual):
+class BrokenBias(NumpyFast):
     """NumPy backprop with the sign of the output bias gradient flipped (injected by the test)."""
     name: ClassVar[str] = "broken"
 
@@ -45,7 +45,7 @@ def with_broken(monkeypatch):
 
 def test_all_backends_agree_in_float64():
     names = available("numpy", "torch", "jax")
-    summary = run.summarize(run.run_variant(SPEC, names, progress=False))
+    summary = parity.summarize(parity.run_variant(SPEC, names, progress=False))
     assert summary["verdict"] == "agree", summary
     assert summary["odd_one_out"] is None
     assert {c["check"] for c in summary["checks"]} == {
@@ -56,8 +56,8 @@ def test_all_backends_agree_in_float64():
 
 def test_broken_backend_is_named_with_parameter_and_first_step(with_broken):
     names = ["numpy", *available("torch"), "broken"]
-    rec = run.run_variant(SPEC, names, progress=False)
-    summary = run.summarize(rec)
+    rec = parity.run_variant(SPEC, names, progress=False)
+    summary = parity.summarize(rec)
     assert summary["verdict"] == "disagree"
     failed = {(c["check"], c["backend"]): c for c in summary["checks"] if c["status"] == "fail"}
     assert {b for _, b in failed} == {"broken"}
@@ -72,7 +72,7 @@ def test_broken_backend_is_named_with_parameter_and_first_step(with_broken):
 def test_broken_reference_is_the_odd_one_out(with_broken):
     """When the reference itself is wrong, the others and finite differences outvote it."""
     names = ["broken", "numpy", *available("torch")]
-    summary = run.summarize(run.run_variant(SPEC, names, progress=False))
+    summary = parity.summarize(parity.run_variant(SPEC, names, progress=False))
     assert summary["odd_one_out"] == "broken"
 
 
@@ -80,11 +80,11 @@ def test_float32_runs_and_reports_drift():
     names = available("numpy", "torch", "jax")
     spec = spec_from(model=mlp([(6, "tanh")], (3, "softmax")), dtype="float32",
                      training={"epochs": 3})
-    rec = run.run_variant(spec, names, progress=False)
+    rec = parity.run_variant(spec, names, progress=False)
     frames = rec.frames()
     loss = frames["steps"].pivot(index="step", columns="backend", values="loss")
     assert loss.dtypes.iloc[0] == np.float64 and len(loss) == rec_steps(rec)
-    summary = run.summarize(rec)
+    summary = parity.summarize(rec)
     curve = [c for c in summary["checks"] if c["check"] == "loss_curve"]
     assert all(c["tolerance"] > 1e-6 for c in curve)
 
@@ -97,12 +97,12 @@ def test_divergence_in_every_backend_is_the_specs_fault():
     names = available("numpy", "torch")
     spec = spec_from(model=mlp([(6, "relu")], (3, "identity")), loss={"name": "mse"},
                      training={"learning_rate": 1e6, "epochs": 3})
-    summary = run.summarize(run.run_variant(spec, names, progress=False))
+    summary = parity.summarize(parity.run_variant(spec, names, progress=False))
     div = summary["divergence"]
     assert div["kind"] == "all" and len(set(div["at"].values())) == 1
 
 
-class ExplodesAtStep3(NumpyManual):
+class ExplodesAtStep3(NumpyFast):
     name: ClassVar[str] = "broken"
     steps = 0
 
@@ -115,7 +115,7 @@ def test_divergence_in_one_backend_is_that_backends_fault(monkeypatch):
     monkeypatch.setattr(run_module, "backend_class",
                         lambda n: ExplodesAtStep3 if n == "broken" else backend_class(n))
     monkeypatch.setattr(run_module, "missing_framework", lambda n: None)
-    summary = run.summarize(run.run_variant(SPEC, ["numpy", "broken"], progress=False))
+    summary = parity.summarize(parity.run_variant(SPEC, ["numpy", "broken"], progress=False))
     assert summary["divergence"] == {"kind": "some", "at": {"broken": 3}}
     assert summary["verdict"] == "disagree"
 
@@ -123,13 +123,13 @@ def test_divergence_in_one_backend_is_that_backends_fault(monkeypatch):
 def test_unsupported_backend_is_skipped_with_reason():
     spec = spec_from(optimizer={"name": "adam", "bias_correction": "folded"},
                      model=mlp([(4, "tanh")], (3, "softmax")))
-    ok, skipped = run.runnable(spec, available("numpy", "torch"), "cpu")
+    ok, skipped = parity.runnable(spec, available("numpy", "torch"), "cpu")
     assert ok[0] == "numpy"
     if "torch" in skipped:
         assert "folded" in skipped["torch"]
 
 
-class ScaledLoss(NumpyManual):
+class ScaledLoss(NumpyFast):
     """Right gradients, a wrong loss returned by train_step (x 1.001): only the loss curve
     can catch it, and rounding (the shadow run) does not explain it."""
     name: ClassVar[str] = "broken"
@@ -146,7 +146,7 @@ def test_odd_one_out_from_the_loss_curve(monkeypatch):
                         lambda n: ScaledLoss if n == "broken" else backend_class(n))
     monkeypatch.setattr(run_module, "missing_framework",
                         lambda n: None if n == "broken" else missing_framework(n))
-    summary = run.summarize(run.run_variant(SPEC, names, progress=False))
+    summary = parity.summarize(parity.run_variant(SPEC, names, progress=False))
     grads = [c for c in summary["checks"] if c["check"] == "gradients"]
     assert all(c["status"] == "ok" for c in grads)
     curve = next(c for c in summary["checks"] if c["check"] == "loss_curve"
@@ -159,7 +159,7 @@ def test_odd_one_out_from_the_loss_curve(monkeypatch):
 def test_early_stopping_at_different_steps_is_drift():
     """The harness applies the rule to each backend's validation loss, which the evaluate
     check compares at the same point: stop steps that differ are drift, said so."""
-    from harness.compare import early_stop_check
+    from harness.verify.verdict import early_stop_check
 
     events = pd.DataFrame([{"backend": "numpy", "step": 30, "event": "early_stopped"},
                            {"backend": "torch", "step": 42, "event": "early_stopped"}])

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from matplotlib import image
 
-from harness import plots, results
+from harness import results
+from harness.plots import folder as plots
 
 SPEC = """name = "plots_small"
 seed = 1

@@ -7,11 +7,12 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import gradcheck, params
-from harness import tolerances as tol
+from harness import params
+from harness.registry import backend_class, missing_framework
 from harness.spec import from_dict
-from implementations import backend_class, missing_framework
-from implementations.numpy_manual import NumpyManual
+from harness.verify import oracle
+from harness.verify import tolerances as tol
+from implementations.numpy_fast import NumpyFast
 from tests.conftest import first_batch
 
 HIDDEN = ["sigmoid", "tanh", "relu", "leaky_relu", "identity"]
@@ -53,7 +54,7 @@ def specs(draw, away_from_kinks: bool = False):
 @SETTINGS
 @given(specs(away_from_kinks=True))
 def test_numpy_gradients_match_finite_differences(spec):
-    checks = gradcheck.check_at_start(NumpyManual, spec)
+    checks = oracle.check_at_start(NumpyFast, spec)
     assert all(c.status == "ok" for c in checks), checks
 
 
@@ -62,7 +63,7 @@ def test_numpy_gradients_match_finite_differences(spec):
 def test_installed_backends_agree_with_numpy(spec):
     batch = first_batch(spec)
     p0 = params.initial_params(spec)
-    ref = NumpyManual(spec)
+    ref = NumpyFast(spec)
     ref.load(p0)
     loss_ref, grads_ref = ref.loss_and_grads(batch)
     for name in OTHERS:
@@ -75,7 +76,7 @@ def test_installed_backends_agree_with_numpy(spec):
         assert abs(loss - loss_ref) <= tol.FLOAT64.loss_rtol * abs(loss_ref)
         for a, b in zip([g for p in grads for g in p], [g for p in grads_ref for g in p],
                         strict=True):
-            assert gradcheck.errors(a, b)[1] <= tol.FLOAT64.grad_rtol, name
+            assert oracle.errors(a, b)[1] <= tol.FLOAT64.grad_rtol, name
 
 
 def test_bce_gradient_at_an_exactly_zero_logit():
@@ -90,10 +91,10 @@ def test_bce_gradient_at_an_exactly_zero_logit():
     batch = first_batch(spec)
     assert any(m == 0 for m in batch.masks[0][:, 0])          # some rows are dropped
     p0 = params.initial_params(spec)
-    ref = NumpyManual(spec)
+    ref = NumpyFast(spec)
     ref.load(p0)
     want = ref.loss_and_grads(batch)[1][1][1]
     for name in OTHERS:
         other = backend_class(name)(spec)
         other.load(p0)
-        assert gradcheck.errors(other.loss_and_grads(batch)[1][1][1], want)[1] <= 1e-12, name
+        assert oracle.errors(other.loss_and_grads(batch)[1][1][1], want)[1] <= 1e-12, name

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import sweep
-from harness.schema import SpecError
-from harness.spec import from_dict
+from harness.spec import from_dict, sweep
+from harness.spec.schema import SpecError
 from tests.conftest import BASE
 
 EXPERIMENTS = sorted(Path("experiments").glob("*.toml"))

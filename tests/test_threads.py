@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from harness import threads
+from harness.bench import threads
 
 # A child process does a few two-thread products, then sleeps: the CPU time it burns while
 # its main thread sleeps is what OpenBLAS's idle threads spin.

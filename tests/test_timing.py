@@ -13,7 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import bench, bench_repro, timing
+from harness.bench import repro as bench_repro
+from harness.bench import suite as bench
+from harness.bench import timing
 from harness.cli import main
 
 THREE_ROUNDS = ["--rounds", "3", "--max-rounds", "3"]   # a fixed number: no extra rounds

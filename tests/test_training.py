@@ -7,10 +7,10 @@ import copy
 import numpy as np
 import pytest
 
-from harness import params, run
-from harness.schema import SpecError
+from harness import params, parity
+from harness.registry import missing_framework
 from harness.spec import from_dict
-from implementations import missing_framework
+from harness.spec.schema import SpecError
 from tests.conftest import BASE, mlp, spec_from
 
 NAMES = [n for n in ("numpy", "torch", "jax") if missing_framework(n) is None]
@@ -22,13 +22,13 @@ def test_early_stopping_stops_every_backend_at_the_same_step():
                      optimizer={"name": "adam"},
                      training={"learning_rate": 0.3, "epochs": 60,
                                "early_stopping": {"patience": 2, "min_delta": 0.0}})
-    rec = run.run_variant(spec, NAMES, progress=False)
+    rec = parity.run_variant(spec, NAMES, progress=False)
     frames = rec.frames()
     stops = frames["events"][frames["events"].event == "early_stopped"]
     assert set(stops.backend) == set(NAMES) and stops.step.nunique() == 1
     last = frames["steps"].groupby("backend").step.max()
     assert last.nunique() == 1 and last.iloc[0] < 60 * 6 - 1      # it did stop early
-    assert run.summarize(rec)["verdict"] == "agree"
+    assert parity.summarize(rec)["verdict"] == "agree"
 
 
 def test_initial_weights_from_npz(tmp_path):
@@ -56,5 +56,5 @@ def test_npz_with_wrong_shape_is_rejected(tmp_path):
 def test_steps_instead_of_epochs():
     raw = copy.deepcopy(BASE)
     raw["training"] = {"learning_rate": 0.1, "batch_size": 16, "steps": 7}
-    rec = run.run_variant(from_dict(raw), ["numpy"], progress=False)
+    rec = parity.run_variant(from_dict(raw), ["numpy"], progress=False)
     assert rec.frames()["steps"].step.tolist() == list(range(7))

@@ -12,12 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import harness.run as run_module
-from harness import compare, gradcheck, run, sweep
-from harness import tolerances as tol
-from harness.spec import from_dict
-from implementations import backend_class, missing_framework
-from implementations.numpy_manual import NumpyManual
+import harness.parity as run_module
+from harness import parity
+from harness.registry import backend_class, missing_framework
+from harness.spec import from_dict, sweep
+from harness.verify import oracle, verdict
+from harness.verify import tolerances as tol
+from implementations.numpy_fast import NumpyFast
 from tests.conftest import BASE, float32, mlp, spec_from
 
 DEEP = spec_from(model=mlp([(6, "tanh"), (5, "tanh"), (4, "tanh")], (3, "softmax")),
@@ -34,14 +35,14 @@ def inject(monkeypatch, cls: type) -> None:
 
 
 def summary_of(spec, names) -> dict:
-    return run.summarize(run.run_variant(spec, names, progress=False))
+    return parity.summarize(parity.run_variant(spec, names, progress=False))
 
 
 def checks(summary: dict, status: str) -> dict[tuple[str, str], dict]:
     return {(c["check"], c["backend"]): c for c in summary["checks"] if c["status"] == status}
 
 
-class DeepTensorOff(NumpyManual):
+class DeepTensorOff(NumpyFast):
     """W0's gradient (the deepest tensor) off by 1e-9 relative: ten times grad_rtol."""
     name: ClassVar[str] = "broken"
     error: ClassVar[float] = 10 * tol.FLOAT64.grad_rtol
@@ -62,7 +63,7 @@ def test_a_1e9_error_in_one_deep_tensor_disagrees(monkeypatch):
                                             ("final_params", "broken")}
 
 
-class LossValueOff(NumpyManual):
+class LossValueOff(NumpyFast):
     """Right gradients and training, a loss value off by 1e-11 relative (ten times
     value_rtol): only the same-point loss value can see it."""
     name: ClassVar[str] = "broken"
@@ -72,7 +73,7 @@ class LossValueOff(NumpyManual):
         return value * (1 + 10 * tol.FLOAT64.value_rtol), grads
 
 
-class OutputsOff(NumpyManual):
+class OutputsOff(NumpyFast):
     """evaluate() outputs off by 1e-11 relative: validation metrics and early stopping read
     them, the gradients never do."""
     name: ClassVar[str] = "broken"
@@ -95,7 +96,7 @@ def test_value_only_errors_disagree(monkeypatch, cls, check, quantity):
             failed[(check, "broken")]["first_parameter"]) == (0, quantity)
 
 
-class Float32Off(NumpyManual):
+class Float32Off(NumpyFast):
     """A bug only float32 shows: the output bias gradient off by ten times the run's float32
     tolerance, in float32 only."""
     name: ClassVar[str] = "broken"
@@ -103,7 +104,7 @@ class Float32Off(NumpyManual):
     def _loss_and_grads(self, batch, scale=1.0, descend=None):
         value = super()._loss_and_grads(batch, scale, descend)
         if self.dtype == np.float32:
-            self._grads[-1] *= np.float32(1 + 10 * run.tolerances(self.spec).grad_rtol)
+            self._grads[-1] *= np.float32(1 + 10 * parity.tolerances(self.spec).grad_rtol)
         return value
 
 
@@ -129,7 +130,7 @@ def test_every_other_backend_skipped_is_not_compared():
     assert summary["verdict"] == "not_compared"
 
 
-class Twin(NumpyManual):
+class Twin(NumpyFast):
     """A second, correct NumPy instance under another name: a comparison partner."""
     name: ClassVar[str] = "twin"
 
@@ -154,14 +155,14 @@ def test_decide_is_one_pure_function_of_statuses():
     drift = {**base, "check": "loss_curve", "status": "drift"}
     unresolved = {**base, "check": "oracle", "status": "unresolved", "detail": "W0"}
     pair = ["numpy", "torch"]
-    assert compare.decide([ok, drift], pair, None)["verdict"] == "agree"
-    assert compare.decide([ok, fail], pair, None)["verdict"] == "disagree"
-    assert compare.decide([ok, unresolved], pair, None)["verdict"] == "not_compared"
-    assert compare.decide([unresolved, fail], pair, None)["verdict"] == "disagree"
-    assert compare.decide([ok], pair, {"kind": "some", "at": {"torch": 3}})["verdict"] == \
+    assert verdict.decide([ok, drift], pair, None)["verdict"] == "agree"
+    assert verdict.decide([ok, fail], pair, None)["verdict"] == "disagree"
+    assert verdict.decide([ok, unresolved], pair, None)["verdict"] == "not_compared"
+    assert verdict.decide([unresolved, fail], pair, None)["verdict"] == "disagree"
+    assert verdict.decide([ok], pair, {"kind": "some", "at": {"torch": 3}})["verdict"] == \
         "disagree"
-    assert compare.decide([ok], ["numpy"], None)["verdict"] == "not_compared"
-    assert [compare.EXIT_CODES[v] for v in compare.VERDICTS] == [0, 1, 3]
+    assert verdict.decide([ok], ["numpy"], None)["verdict"] == "not_compared"
+    assert [verdict.EXIT_CODES[v] for v in verdict.VERDICTS] == [0, 1, 3]
 
 
 def test_a_nan_in_the_oracle_is_a_failure_and_names_the_odd_one_out():
@@ -169,7 +170,7 @@ def test_a_nan_in_the_oracle_is_a_failure_and_names_the_odd_one_out():
                           "compared_to": "finite_differences", "evaluated_at": "directional",
                           "max_abs_err": math.nan, "max_rel_err": math.nan, "kinks": 0,
                           "resolution": 1e-10, "tolerance": tol.FD_RTOL, "status": "ok"}])
-    assert compare._oracle(rows, "torch", None).status == "fail"
+    assert verdict._oracle(rows, "torch", None).status == "fail"
 
 
 def test_an_oracle_that_cannot_resolve_says_so():
@@ -178,7 +179,7 @@ def test_an_oracle_that_cannot_resolve_says_so():
     w = np.full((2, 2), 0.3)
     def f(p):
         return 1e6 + 1e-9 * float(np.sum(p[0][0]))
-    [check] = gradcheck.check(f, [(w, np.zeros(2))], [(np.full((2, 2), 1e-9), np.zeros(2))],
+    [check] = oracle.check(f, [(w, np.zeros(2))], [(np.full((2, 2), 1e-9), np.zeros(2))],
                               [False, True])[:1]
     assert check.status == "unresolved" and check.resolution > tol.FD_RTOL_MAX
 
@@ -190,7 +191,7 @@ def test_curvature_near_a_minimum_is_not_a_kink():
     w = c + 1e-9
     def f(p):
         return float(np.sum((p[0][0] - c) ** 2))
-    [check] = gradcheck.check(f, [(w, np.zeros(3))], [(2 * (w - c), np.zeros(3))],
+    [check] = oracle.check(f, [(w, np.zeros(3))], [(2 * (w - c), np.zeros(3))],
                               [False, True])[:1]
     assert check.kinks == 0 and check.status == "ok"
 
@@ -203,14 +204,14 @@ def test_a_kink_on_the_point_is_a_subgradient_check(analytic, status):
     def f(p):
         return float(np.abs(p[0][0]).sum() + (p[0][0] ** 2).sum())
     grad = np.array([[analytic, 1 + 0.8, -1 - 1.4]])
-    [check] = gradcheck.check(f, [(w, np.zeros(3))], [(grad, np.zeros(3))], [False, True])[:1]
+    [check] = oracle.check(f, [(w, np.zeros(3))], [(grad, np.zeros(3))], [False, True])[:1]
     assert (check.kinks, check.status) == (1, status)
 
 
 SIGMOID = sweep.load(Path("experiments/vanishing_gradients.toml"))[0]
 
 
-class W0Off(NumpyManual):
+class W0Off(NumpyFast):
     """The first layer's weight gradient off by 1e-4 (the oracle's target) in a net where it
     is 1e-7 of the loss: the old 1%-of-loss floor let a 2% error pass."""
     name: ClassVar[str] = "broken"
@@ -223,9 +224,9 @@ class W0Off(NumpyManual):
 @pytest.mark.slow
 def test_the_oracle_catches_1e4_in_vanishing_sigmoid_w0():
     assert SIGMOID.variant == "sigmoid"
-    good = gradcheck.check_at_start(NumpyManual, SIGMOID)
+    good = oracle.check_at_start(NumpyFast, SIGMOID)
     assert all(c.status == "ok" for c in good), [(c.parameter, c.status) for c in good]
-    bad = {c.parameter: c.status for c in gradcheck.check_at_start(W0Off, SIGMOID)}
+    bad = {c.parameter: c.status for c in oracle.check_at_start(W0Off, SIGMOID)}
     assert bad["W0"] == "fail"
 
 
@@ -261,17 +262,17 @@ def test_an_exact_fit_agrees():
                       "model": mlp([], (1, "identity")),
                       "training": {"learning_rate": 0.3, "batch_size": "full", "steps": 400,
                                    "grad_check_steps": [0, 399]}})
-    rec = run.run_variant(spec, ["numpy", "torch"], progress=False)
+    rec = parity.run_variant(spec, ["numpy", "torch"], progress=False)
     assert rec.frames()["steps"].loss.iloc[-1] < 1e-20
-    summary = run.summarize(rec)
+    summary = parity.summarize(rec)
     assert summary["verdict"] == "agree", summary["checks"]
 
 
 def test_float32_tolerance_uses_the_batch_actually_used():
     small = spec_from(dtype="float32", training={"batch_size": 10**6})
     whole = spec_from(dtype="float32", training={"batch_size": "full"})
-    assert run.tolerances(small) == run.tolerances(whole)
-    assert run.tolerances(small).grad_rtol < run.tolerances(
+    assert parity.tolerances(small) == parity.tolerances(whole)
+    assert parity.tolerances(small).grad_rtol < parity.tolerances(
         spec_from(dtype="float32", data={"name": "spirals", "n_samples": 10**5},
                   training={"batch_size": "full"})).grad_rtol
 
@@ -280,7 +281,7 @@ def test_float32_tolerance_uses_the_batch_actually_used():
 def test_numpy_cross_entropy_is_as_exact_as_torchs_at_a_tiny_loss():
     import torch
 
-    from implementations.numpy_manual import loss_and_delta
+    from implementations.numpy_fast import loss_and_delta
     spec = spec_from()
     out = spec.model.layers[-1]
     z = np.array([[30.0, 7.0, 5.0], [28.0, 4.0, 6.5]])

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import data, sweep
+from harness import data
+from harness.spec import sweep
 from tests.conftest import BACKENDS, build
 
 SPEC = sweep.load(Path("experiments/worked_example.toml"))[0]

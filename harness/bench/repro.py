@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from harness import results
-from harness.bench import ROOFLINE
-from harness.schema import SpecError
+from harness.bench.suite import ROOFLINE
+from harness.spec.schema import SpecError
 
 REPRO_TARGET = 0.05                # |this run's ratio / baseline's ratio - 1| at every point
 KEYS = ["shape", "dtype", "backend", "ratio"]

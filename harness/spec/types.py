@@ -1,21 +1,13 @@
-"""The experiment spec: a TOML file read into frozen dataclasses, every field checked.
-
-This module holds the spec's vocabulary (the allowed names, the bounds and the dataclasses),
-its public entry points (`read_toml`, `from_dict`, `planned_steps`) and the rules across
-tables; the parsers of the individual tables live in `harness.spec_parse`. Every
-hyper-parameter default lives here, once. The optimizer maths each backend must follow is
-written in `docs/optimizers.md`; the option names below are the ones used there.
+"""The spec's vocabulary: the allowed names, the bounds and the frozen dataclasses a TOML file
+is read into (by `harness.spec.parse`). Every hyper-parameter default lives here, once. The
+optimizer maths each backend must follow is `harness.optim` (written out in
+`docs/optimizers.md`); the option names below are the ones used there.
 """
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from harness import datasets
-from harness.schema import SpecError, Table, choice, integer, number
 
 DTYPES = ("float64", "float32")
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "identity", "softmax")
@@ -122,70 +114,3 @@ class Spec:
     data: Data
     backends: tuple[str, ...] | None = None
     variant: str = ""                     # label of the sweep point this spec is ("" = none)
-
-
-def _check_run(spec: Spec) -> None:
-    """Rules across tables: early stopping needs validation rows; the run has a bounded length
-    (the batch plan of every step is built before training starts)."""
-    n_val = datasets.split_sizes(spec.data)[1]
-    rule = spec.training.early_stopping
-    if rule is not None and n_val == 0:
-        raise SpecError("training.early_stopping", "needs validation data, but the split has "
-                        "no validation rows (allowed: only with data.validation > 0)")
-    total = planned_steps(spec)
-    if total > MAX_STEPS:
-        key = "training.steps" if spec.training.steps else "training.epochs"
-        raise SpecError(key, f"the run would take {total} steps (allowed: at most {MAX_STEPS})")
-    checks = spec.training.grad_check_steps
-    if not checks or checks[-1] >= total:
-        got = "none" if not checks else f"step {checks[-1]}"
-        raise SpecError("training.grad_check_steps", f"{got} is not a step of this run "
-                        f"(allowed: at least one of 0 .. {total - 1}; the first also runs the "
-                        "finite-difference oracle)")
-
-
-def planned_steps(spec: Spec) -> int:
-    """Optimizer steps the run takes (before early stopping): `steps`, or epochs x batches."""
-    n_train = datasets.split_sizes(spec.data)[0]
-    batch = min(spec.training.batch_size or n_train, n_train)
-    return spec.training.steps or spec.training.epochs * -(-n_train // batch)
-
-
-def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Spec:
-    """Validate a parsed TOML document; `base` resolves relative file paths."""
-    from harness import spec_parse  # it builds on the dataclasses above: import it lazily
-
-    t = Table(raw, "")
-    name = spec_parse.name(t)
-    seed = integer(t, "seed", 0, low=0)
-    dtype = choice(t, "dtype", DTYPES, "float64")
-    data = datasets.parse(t.sub("data", required=True))
-    lt = t.sub("loss", required=True)
-    loss = Loss(choice(lt, "name", LOSSES), number(lt, "l2", 0.0, low=0.0))
-    lt.finish()
-    model = spec_parse.model(t.sub("model", required=True), datasets.dims(data), loss.name, base)
-    opt_t = t.sub("optimizer")
-    optimizer = spec_parse.optimizer(opt_t)
-    training = spec_parse.training(t.sub("training", required=True))
-    backends = spec_parse.backends(t) if t.has("backends") else None
-    t.get("sweep")                        # expanded by harness.sweep before we get here
-    t.finish(("name", "seed", "dtype", "data", "loss", "model", "optimizer", "training",
-              "backends", "sweep"))
-    spec = Spec(name, seed, dtype, model, loss, optimizer, training, data, backends)
-    _check_run(spec)
-    return spec
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    """Parse a TOML file; syntax errors become a one-line SpecError."""
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise SpecError("", f"no such spec file: {path}") from None
-    except OSError as err:                # a folder, no permission, ...
-        raise SpecError("", f"cannot read the spec file: {err.strerror}") from None
-    except UnicodeDecodeError as err:
-        raise SpecError("", f"TOML syntax error: not UTF-8 text (byte {err.start})") from None
-    except tomllib.TOMLDecodeError as err:
-        raise SpecError("", f"TOML syntax error: {err}") from None

@@ -24,7 +24,9 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from harness import plot_summary, plot_training, results
+from harness import results
+from harness.plots import summary as plot_summary
+from harness.plots import training as plot_training
 
 DPI = 100
 SEPARATOR = "__"                      # between figure name and variant in a file name

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness import threads, timing, workers
+from harness.bench import threads, timing, workers
 from harness.data import Batch, rng_for
+from harness.params import initial_params
+from harness.registry import backend_class
 from harness.spec import Data, Layer, Loss, Model, Optimizer, Spec, Training
 
 # (layer sizes, batch): from overhead-bound to matmul-bound, width 64..2048, depth 2..8.
@@ -92,9 +94,6 @@ def contestant(name: str, shape: Shape, dtype: str, device: str = "cpu") -> timi
     """The roofline, or a backend loaded with initial weights stepping on one fixed batch."""
     if name == ROOFLINE:
         return roofline(shape, dtype)
-    from harness.params import initial_params
-    from implementations import backend_class
-
     spec = bench_spec(shape, dtype)
     backend = backend_class(name)(spec, device)
     threads.apply()

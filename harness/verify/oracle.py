@@ -29,10 +29,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness import tolerances as tol
+from harness import data, params
+from harness.backend import frozen_flags
 from harness.data import Batch
 from harness.params import Params
 from harness.spec import Spec
+from harness.verify import tolerances as tol
 
 LossFn = Callable[[Params], float]
 STATUSES = ("ok", "fail", "unresolved")
@@ -65,7 +67,7 @@ class TensorCheck:
 
 
 def errors(a: np.ndarray, b: np.ndarray, floor: float = 0.0) -> tuple[float, float]:
-    """(max |a - b|, max |a - b| / (max(|a|_max, |b|_max) + floor)): see harness.tolerances.
+    """(max |a - b|, max |a - b| / (max(|a|_max, |b|_max) + floor)): see harness.verify.tolerances.
     `floor` is an absolute scale below which differences are not resolvable."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.size == 0:
@@ -340,9 +342,6 @@ def check_at_start(backend_cls: type, spec: Spec) -> list[TensorCheck]:
     """The backend's float64 gradient at the initial parameters on the first training batch
     (its dropout masks included, so both sides of every difference see the same network),
     against finite differences of its own loss."""
-    from harness import data, params
-    from harness.backend import frozen_flags
-
     ds = data.prepare(spec)
     batch = as_float64(data.train_batch(spec, ds, data.plan(spec, len(ds.train.x)), 0))
     backend = float64_backend(backend_cls, spec)

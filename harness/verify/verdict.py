@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from harness import tolerances as tol
+from harness.verify import tolerances as tol
 
 VERDICTS = ("agree", "disagree", "not_compared")
 EXIT_CODES = {"agree": 0, "disagree": 1, "not_compared": 3}

@@ -3,8 +3,8 @@ of each backend (bars), and the sweep overview that puts every sweep point's los
 loss drift on one figure. Also the timing numbers themselves (`step_times`, `ms_text`), kept
 here so that `harness.report` prints exactly what the timing figure shows.
 
-Like `harness.plot_training`, nothing here reads or writes files or touches pyplot's global
-state; the shared look lives in `harness.plot_style`.
+Like `harness.plots.training`, nothing here reads or writes files or touches pyplot's global
+state; the shared look lives in `harness.plots.style`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from harness import plot_style as style
+from harness.plots import style
 
 BAR_WIDTH = 0.26
 BAR_MARGIN = 0.75                     # x-axis room beside the outer bar groups

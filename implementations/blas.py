@@ -68,7 +68,7 @@ def _bind(gemm: ctypes._CFuncPtr, scalar: type) -> AddProduct:
     return add_product
 
 
-def _self_check(add_product: AddProduct, dtype: np.dtype) -> bool:
+def _self_test(add_product: AddProduct, dtype: np.dtype) -> bool:
     """A wrong integer width or calling convention shows as a wrong product: refuse it."""
     a = np.arange(6, dtype=dtype).reshape(3, 2)
     b = np.arange(8, dtype=dtype).reshape(4, 2).T
@@ -95,5 +95,5 @@ def accumulator(dtype: np.dtype) -> AddProduct | None:
             scalar, ctypes.c_void_p, integer, ctypes.c_void_p, integer,
             scalar, ctypes.c_void_p, integer]
         add_product = _bind(gemm, scalar)
-        return add_product if _self_check(add_product, dtype) else None
+        return add_product if _self_test(add_product, dtype) else None
     return None

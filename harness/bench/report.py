@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import plots, results
-from harness.bench import ROOFLINE
-from harness.bench_plot import write_plot
+from harness import results
+from harness.bench.plot import write_plot
+from harness.bench.suite import ROOFLINE
+from harness.plots import folder as plots
 
 REPORT = "report.md"
 

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from harness import gradcheck
-from harness import tolerances as tol
-from harness.schema import SpecError
+from harness.registry import backend_class, missing_framework
 from harness.spec import Spec
-from implementations import backend_class, missing_framework
+from harness.spec.schema import SpecError
+from harness.verify import oracle
+from harness.verify import tolerances as tol
 
 
-def check_variant(spec: Spec, name: str) -> list[gradcheck.TensorCheck]:
+def check_variant(spec: Spec, name: str) -> list[oracle.TensorCheck]:
     """Gradient check at the initial parameters on the first training batch (its dropout
     masks included, so both sides of every difference see the same network)."""
     cls = backend_class(name)
     reason = missing_framework(name) or cls.unsupported(spec)
     if reason:
         raise SpecError("--backend", reason)
-    return gradcheck.check_at_start(cls, spec)
+    return oracle.check_at_start(cls, spec)
 
 
 STATUS_TEXT = {"ok": "ok", "fail": "FAIL", "unresolved": "UNRESOLVED"}

@@ -4,8 +4,8 @@ heatmap and the per-layer gradient norms.
 
 Nothing here reads or writes files or touches pyplot's global state: every figure is built
 with the object-oriented API (`matplotlib.figure.Figure`), so drawing works headless, needs no
-backend switch and leaves no figure open; `harness.plots` decides where the images go. The
-shared look (sizes, colours, backend styles) lives in `harness.plot_style`.
+backend switch and leaves no figure open; `harness.plots.folder` decides where the images go. The
+shared look (sizes, colours, backend styles) lives in `harness.plots.style`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from harness import plot_style as style
+from harness.plots import style
 
 FLOOR = 1e-18                         # where a gradient error of exactly 0 is drawn
 EVENT_SIZE = 13

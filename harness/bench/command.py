@@ -9,9 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness import bench, bench_repro, provenance, results, threads, timing
-from harness.schema import SpecError
-from implementations import missing_framework
+from harness import provenance, results
+from harness.bench import repro as bench_repro
+from harness.bench import suite as bench
+from harness.bench import threads, timing
+from harness.bench.plot import write_plot
+from harness.bench.report import target_detail
+from harness.registry import missing_framework
+from harness.spec.schema import SpecError
 
 # The issue's targets, checked and reported by every bench run.
 ROOFLINE_TARGET = 0.9            # NumPy step >= 0.9x the roofline at the large shapes
@@ -79,7 +84,7 @@ def run_bench(shapes: list[bench.Shape], dtypes: list[str], names: list[str],
               device: str = "cpu", baseline: Path | None = None) -> int:
     """Benchmark, print, write results/bench/ (bench.csv, summary.json, meta.json, bench.png);
     with a baseline folder, also reproducibility.csv: every ratio against the baseline's."""
-    results.check_target(out, force)
+    results.guard_target(out, force)
     threads.configure(n_threads)
     skipped = {n: r for n in names if (r := missing_framework(n))}
     names = [n for n in names if n not in skipped]
@@ -117,9 +122,6 @@ def run_bench(shapes: list[bench.Shape], dtypes: list[str], names: list[str],
         tables["reproducibility"] = repro
     meta = provenance.environment(started, time.perf_counter() - t0)
     results.write(out, tables, summary, meta, force)
-    from harness.bench_plot import write_plot
-    from harness.bench_report import target_detail
-
     print(f"\n{write_plot(out)}")
     for name, target in summary["targets"].items():
         if target:

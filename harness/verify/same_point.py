@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness import gradcheck
-from harness import tolerances as tol
 from harness.backend import Backend
 from harness.data import Batch
 from harness.params import Params, flatten
+from harness.verify import oracle
+from harness.verify import tolerances as tol
 
 Row = dict[str, object]
 VALUES = ("loss", "eval_loss", "eval_outputs")    # the same-point quantities besides gradients
@@ -38,7 +38,7 @@ class Point:
 
     def quantities(self) -> dict[str, np.ndarray]:
         """Every compared quantity by name: the gradient tensors, then VALUES."""
-        names = gradcheck.parameter_names(len(self.grads))
+        names = oracle.parameter_names(len(self.grads))
         return {**dict(zip(names, flatten(self.grads), strict=True)),
                 "loss": np.array(self.loss), "eval_loss": np.array(self.eval_loss),
                 "eval_outputs": self.outputs}
@@ -79,7 +79,7 @@ def sensitivity(probe: Backend, params: Params, batch: Batch, held_out: Batch,
         held = Batch(nudged(held_out.x, h_signs, sign * rel), held_out.y)
         sides.append(evaluate_at(probe, p, moved, held).quantities())
     mid = center.quantities()
-    return {k: gradcheck.errors((np.asarray(sides[0][k], np.float64) +
+    return {k: oracle.errors((np.asarray(sides[0][k], np.float64) +
                                  np.asarray(sides[1][k], np.float64)) / 2, v)[1]
             for k, v in mid.items()}
 
@@ -90,7 +90,7 @@ def pair_rows(step: int, a: str, b: str, qa: dict[str, np.ndarray], qb: dict[str
     value rows, one per VALUES quantity)."""
     grads, values = [], []
     for name, x in qa.items():
-        abs_err, rel_err = gradcheck.errors(x, qb[name])
+        abs_err, rel_err = oracle.errors(x, qb[name])
         row = {"step": step, "backend": a, "compared_to": b, "max_abs_err": abs_err,
                "max_rel_err": rel_err, "sensitivity": sens[name],
                "tolerance": tolerances[name]}
@@ -103,15 +103,15 @@ def pair_rows(step: int, a: str, b: str, qa: dict[str, np.ndarray], qb: dict[str
 
 def own_rows(step: int, a: str, b: str, ga: Params, gb: Params) -> list[Row]:
     """Gradients at each backend's own parameters against the reference's: drift + error."""
-    names = gradcheck.parameter_names(len(ga))
+    names = oracle.parameter_names(len(ga))
     return [{"step": step, "parameter": name, "backend": a, "compared_to": b,
              "evaluated_at": "own", **dict(zip(("max_abs_err", "max_rel_err"),
-                                               gradcheck.errors(x, y), strict=True))}
+                                               oracle.errors(x, y), strict=True))}
             for name, x, y in zip(names, flatten(ga), flatten(gb), strict=True)]
 
 
 def norm_rows(step: int, backend: str, grads: Params) -> list[Row]:
-    names = gradcheck.parameter_names(len(grads))
+    names = oracle.parameter_names(len(grads))
     return [{"backend": backend, "step": step, "parameter": name,
              "norm": float(np.linalg.norm(np.asarray(g, np.float64)))}
             for name, g in zip(names, flatten(grads), strict=True)]
@@ -167,11 +167,11 @@ def oracle_rows(step: int, probe64: Backend, params: Params, batch: Batch,
     """The backend's float64 gradient vs finite differences of its own float64 loss: every
     element for the reference (`full`, on small nets), random directions otherwise (a few
     loss evaluations per direction instead of per parameter: any wrong derivative shows)."""
-    batch64 = gradcheck.as_float64(batch)
+    batch64 = oracle.as_float64(batch)
     p64 = [(w.astype(np.float64), b.astype(np.float64)) for w, b in params]
     probe64.load(p64)
     grads = probe64.loss_and_grads(batch64)[1]
-    checks = gradcheck.check(gradcheck.loss_fn(probe64, batch64), p64, grads, frozen,
+    checks = oracle.check(oracle.loss_fn(probe64, batch64), p64, grads, frozen,
                              full=full)
     return [{"step": step, "parameter": c.parameter, "backend": name,
              "compared_to": "finite_differences", "evaluated_at": c.method,

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.schema import SpecError, Table, boolean, choice, integer, join, matrix, number
+from harness.spec.schema import SpecError, Table, boolean, choice, integer, join, matrix, number
+from harness.spec.types import Data
 
 # name -> (features, classes or None for regression, the options it reads with their defaults)
 CATALOG: dict[str, tuple[int, int | None, dict[str, float]]] = {
@@ -51,9 +52,8 @@ class Dims:
         return self.classes
 
 
-def parse(t: Table):
+def parse(t: Table) -> Data:
     """Read the [data] table into a `harness.spec.Data`."""
-    from harness.spec import Data
 
     name = choice(t, "name", tuple(CATALOG))
     defaults = CATALOG[name][2]
@@ -81,25 +81,25 @@ def parse(t: Table):
     t.finish(("name", "validation", "test", "standardize", *defaults,
               *(("x", "y") if name == "inline" else ())))
     data = Data(name, n, noise, classes, val, test, standardize, x, y)
-    _check_split(t.path, data)
+    _validate_split(t.path, data)
     return data
 
 
-def rows(data) -> int:
-    """How many rows `data` (a `harness.spec.Data`) has, without generating it."""
+def rows(data: Data) -> int:
+    """How many rows `data` has, without generating it."""
     if data.name == "inline":
         return len(data.x)
     return data.n_samples or SIZES[data.name]
 
 
-def split_sizes(data) -> tuple[int, int, int]:
+def split_sizes(data: Data) -> tuple[int, int, int]:
     """(train, validation, test) rows, rounded exactly as `harness.data.prepare` cuts them."""
     n = rows(data)
     n_val, n_test = round(data.validation * n), round(data.test * n)
     return n - n_val - n_test, n_val, n_test
 
 
-def _check_split(path: str, data) -> None:
+def _validate_split(path: str, data: Data) -> None:
     """Rounding can leave no training rows even when validation + test < 1 (8 rows, 0.45 each)."""
     n_train, n_val, n_test = split_sizes(data)
     if n_train < 1:
@@ -116,8 +116,8 @@ def _inline(t: Table) -> tuple[tuple, tuple]:
     return tuple(map(tuple, x)), tuple(map(tuple, y))
 
 
-def dims(data) -> Dims:
-    """The shape of `data` (a `harness.spec.Data`) without generating it."""
+def dims(data: Data) -> Dims:
+    """The shape of `data` without generating it."""
     if data.name == "inline":
         return Dims(len(data.x[0]), None, len(data.y[0]))
     features, classes, _ = CATALOG[data.name]
@@ -126,20 +126,20 @@ def dims(data) -> Dims:
     return Dims(features, classes, 1)
 
 
-def generate(data, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def generate(data: Data, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(x, y) in float64: y holds int class labels, or float regression targets (n, k)."""
     if data.name == "inline":
         return np.array(data.x, dtype=np.float64), np.array(data.y, dtype=np.float64)
     return GENERATORS[data.name](data, rng)
 
 
-def _xor(d, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _xor(d: Data, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     corners = rng.integers(0, 2, size=(d.n_samples, 2))
     x = corners + rng.normal(0.0, d.noise, size=corners.shape)
     return x, corners[:, 0] ^ corners[:, 1]
 
 
-def _spirals(d, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _spirals(d: Data, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Interleaved spiral arms (the cs231n toy problem), one arm per class."""
     labels = np.arange(d.n_samples) % d.classes
     radius = rng.uniform(0.05, 1.0, size=d.n_samples)
@@ -147,7 +147,7 @@ def _spirals(d, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([radius * np.sin(angle), radius * np.cos(angle)], axis=1), labels
 
 
-def _moons(d, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _moons(d: Data, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Two interleaving half circles, like sklearn's make_moons."""
     labels = np.arange(d.n_samples) % 2
     t = rng.uniform(0.0, np.pi, size=d.n_samples)
@@ -157,13 +157,13 @@ def _moons(d, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return x + rng.normal(0.0, d.noise, size=x.shape), labels
 
 
-def _sine(d, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _sine(d: Data, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     x = rng.uniform(-np.pi, np.pi, size=(d.n_samples, 1))
     return x, np.sin(x) + rng.normal(0.0, d.noise, size=x.shape)
 
 
 def _sklearn(loader: str) -> Callable:
-    def load(d, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def load(d: Data, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         try:
             from sklearn import datasets as skd
         except ImportError:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 # Floor of every relative-error denominator: below it, two tensors are both "zero".
 TINY = 1e-30
 
-# Finite differences (always run in float64): harness.gradcheck. Every tensor's check states
+# Finite differences (always run in float64): harness.verify.oracle. Every tensor's check states
 # its resolution (rounding + truncation of its finite differences, relative to the tensor's
 # gradient scale); the check's tolerance is FD_RTOL, or that resolution where it is coarser.
 # FD_RTOL: a Richardson-extrapolated slope at a well-chosen step resolves ~1e-10 of the scale

@@ -24,7 +24,7 @@ same way in spirit: sync before the clock stops, the first, compiling step apart
 
 The timed callables record nothing (no gradients, no copies to NumPy): a timing measures
 the framework, not the harness. Contestants may live in other processes (see
-harness.workers): the clock then runs beside the work and only the result crosses over.
+harness.bench.workers): the clock then runs beside the work and only the result crosses over.
 """
 
 from __future__ import annotations

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from harness import compare, data, gradcheck, params, same_point
-from harness import tolerances as tol
+from harness import data, params
 from harness.backend import Backend, frozen_flags
 from harness.progress import bars
+from harness.registry import backend_class, missing_framework
 from harness.spec import Spec
-from implementations import backend_class, missing_framework
+from harness.verify import oracle, same_point, verdict
+from harness.verify import tolerances as tol
 
 HARNESS = "harness"                       # the `backend` of the harness's own timed phases
 
@@ -85,7 +86,7 @@ def _lane(name: str, spec: Spec, device: str, p0: params.Params, rec: Record) ->
     backend.load(params.copy(p0))
     rec.add("timings", {"backend": name, "phase": "setup", "seconds": time.perf_counter() - t0})
     probe = cls(spec, device)
-    probe64 = probe if spec.dtype == "float64" else gradcheck.float64_backend(cls, spec)
+    probe64 = probe if spec.dtype == "float64" else oracle.float64_backend(cls, spec)
     return Lane(name, backend, probe, probe64)
 
 
@@ -128,7 +129,7 @@ def held_out(ds: data.Dataset) -> data.Batch:
     return data.eval_batch(split)
 
 
-def _check_step(rec: Record, lanes: list[Lane], step: int, batch: data.Batch,
+def _compare_step(rec: Record, lanes: list[Lane], step: int, batch: data.Batch,
                 ds: data.Dataset) -> None:
     """Same-point comparisons (and the oracle at the first check step) before the update."""
     active = [lane for lane in lanes if lane.active]
@@ -136,9 +137,9 @@ def _check_step(rec: Record, lanes: list[Lane], step: int, batch: data.Batch,
         return
     t0 = time.perf_counter()
     spec = rec.spec
-    oracle = step == spec.training.grad_check_steps[0]
+    with_oracle = step == spec.training.grad_check_steps[0]
     out = same_point.compare_at_step(step, batch, held_out(ds), active, frozen_flags(spec),
-                                     oracle, tolerances(spec),
+                                     with_oracle, tolerances(spec),
                                      data.rng_for(spec.seed, "sensitivity", step))
     rec.add("timings", {"backend": HARNESS, "phase": "checks",
                         "seconds": time.perf_counter() - t0})
@@ -177,7 +178,7 @@ def run_variant(spec: Spec, names: list[str], device: str = "cpu",
         for step in range(plan.steps):
             batch = data.train_batch(spec, ds, plan, step)
             if step in checks:
-                _check_step(rec, lanes, step, batch, ds)
+                _compare_step(rec, lanes, step, batch, ds)
             epoch_ends = step + 1 == plan.steps or plan.epochs[step + 1] != plan.epochs[step]
             for lane in lanes:
                 if lane.active:
@@ -187,7 +188,7 @@ def run_variant(spec: Spec, names: list[str], device: str = "cpu",
         t0 = time.perf_counter()
         _finish(rec, lanes, ds)
         frames = rec.frames()
-        if len(lanes) > 1 and compare.needs_shadow(frames, ok, tolerances(spec)):
+        if len(lanes) > 1 and verdict.needs_shadow(frames, ok, tolerances(spec)):
             ran = frames["steps"]
             _shadow(rec, lanes[0], p0, ds, plan, device,
                     int(ran[ran.backend == lanes[0].name].step.max()))
@@ -264,9 +265,9 @@ def _finish(rec: Record, lanes: list[Lane], ds: data.Dataset) -> None:
 
 
 def _param_rows(a: params.Params, b: params.Params) -> list[dict]:
-    names = gradcheck.parameter_names(len(a))
+    names = oracle.parameter_names(len(a))
     return [dict(zip(("parameter", "max_abs_err", "max_rel_err"),
-                     (n, *gradcheck.errors(x, y)), strict=True))
+                     (n, *oracle.errors(x, y)), strict=True))
             for n, x, y in zip(names, params.flatten(a), params.flatten(b), strict=True)]
 
 
@@ -276,10 +277,10 @@ def summarize(rec: Record) -> dict:
     out = {"variant": rec.spec.variant, "dtype": rec.spec.dtype, "backends": rec.backends,
            "skipped": rec.skipped}
     if not rec.backends:
-        return {**out, **compare.decide([], [], None), "checks": [], "odd_one_out": None,
+        return {**out, **verdict.decide([], [], None), "checks": [], "odd_one_out": None,
                 "divergence": None}
     div = divergence(frames["events"], rec.backends)
-    out.update(compare.verdict(frames, rec.backends, tolerances(rec.spec),
+    out.update(verdict.verdict(frames, rec.backends, tolerances(rec.spec),
                                list(rec.spec.training.grad_check_steps), div))
     out["divergence"] = div
     return out

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from harness.bench import ROOFLINE
+from harness.bench.suite import ROOFLINE
 
 STYLE = {ROOFLINE: {"color": "black", "linestyle": "--", "marker": ""},
          "numpy": {"color": "tab:blue", "marker": "o"},

@@ -14,11 +14,13 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from harness import closed_form, data, gradcheck, params
-from harness import tolerances as tol
+from harness import data, params
 from harness.backend import Backend
+from harness.conformance import closed_form
+from harness.registry import backend_class, missing_framework
 from harness.spec import Spec, from_dict
-from implementations import backend_class, missing_framework
+from harness.verify import oracle
+from harness.verify import tolerances as tol
 
 REFERENCE = "numpy"
 TIMING_STEPS = 3
@@ -69,9 +71,9 @@ def _batches(spec: Spec, steps: int) -> list[data.Batch]:
 
 def _within(what: str, a: params.Params, b: params.Params, rtol: float) -> float:
     """The largest relative error between matching tensors of `a` and `b`, asserted <= rtol."""
-    names = gradcheck.parameter_names(len(a))
+    names = oracle.parameter_names(len(a))
     pairs = zip(names, params.flatten(a), params.flatten(b), strict=True)
-    errs = {n: gradcheck.errors(x, y)[1] for n, x, y in pairs}
+    errs = {n: oracle.errors(x, y)[1] for n, x, y in pairs}
     where = max(errs, key=errs.__getitem__)
     assert errs[where] <= rtol, f"{what}: {where} rel err {errs[where]:.2e} > {rtol:g}"
     return errs[where]
@@ -85,7 +87,7 @@ def _close(what: str, value: float, want: float, rtol: float) -> float:
 
 def _identical(what: str, a: params.Params, b: params.Params) -> None:
     """Every tensor of `a` equals `b`'s bit for bit, dtype included."""
-    names = gradcheck.parameter_names(len(a))
+    names = oracle.parameter_names(len(a))
     for n, x, y in zip(names, params.flatten(a), params.flatten(b), strict=True):
         assert x.dtype == y.dtype, f"{what}: {n} has dtype {x.dtype}, expected {y.dtype}"
         assert np.array_equal(x, y), f"{what}: {n} differs"
@@ -107,7 +109,7 @@ def grad_shapes(name: str, dtype: str) -> str:
     spec = _main(name, dtype)
     value, grads = _fresh(name, spec).loss_and_grads(_batches(spec, 1)[0])
     assert isinstance(value, float), f"loss is {type(value).__name__}, expected float"
-    for n, g, p in zip(gradcheck.parameter_names(len(grads)), params.flatten(grads),
+    for n, g, p in zip(oracle.parameter_names(len(grads)), params.flatten(grads),
                        params.flatten(params.initial_params(spec)), strict=True):
         assert (g.shape, g.dtype) == (p.shape, p.dtype), \
             f"{n}: gradient {g.shape} {g.dtype}, parameter {p.shape} {p.dtype}"
@@ -134,8 +136,8 @@ def loss_and_grads_pure(name: str) -> str:
 
 
 def grads_vs_finite_differences(name: str) -> str:
-    """The gradient is the slope of the backend's own loss (harness.gradcheck, float64)."""
-    checks = gradcheck.check_at_start(backend_class(name), _main(name))
+    """The gradient is the slope of the backend's own loss (harness.verify.oracle, float64)."""
+    checks = oracle.check_at_start(backend_class(name), _main(name))
     bad = [c for c in checks if c.status != "ok"]
     assert not bad, "; ".join(f"{c.parameter}: {c.status}, rel err {c.max_rel_err:.2e}, "
                               f"resolution {c.resolution:.1e}, tolerance {c.tolerance:.1e}"
@@ -156,7 +158,7 @@ def grads_vs_reference(name: str) -> str:
 
 
 def optimizer_case(name: str, case: str) -> str:
-    """Two steps of optimizer convention `case` land where harness.closed_form says, given the
+    """Two steps of optimizer convention `case` land where `closed_form` says, given the
     reference's gradients at the backend's own parameters before each step."""
     spec = _pick(name, closed_form.optimizer_tables(case))
     backend, probe = _fresh(name, spec), _fresh(REFERENCE, spec)
@@ -198,7 +200,7 @@ def evaluate_consistency(name: str) -> str:
            backend.loss_and_grads(batch)[0], tol.FLOAT64.loss_rtol)
     ref_value, ref_out = _fresh(REFERENCE, spec).evaluate(batch)
     _close(f"loss vs {REFERENCE}", value, ref_value, tol.FLOAT64.loss_rtol)
-    err = gradcheck.errors(out, ref_out)[1]
+    err = oracle.errors(out, ref_out)[1]
     assert err <= tol.FLOAT64.grad_rtol, f"outputs vs {REFERENCE}: rel err {err:.2e}"
     return f"pure, no penalty; outputs vs {REFERENCE} rel err {err:.1e}"
 

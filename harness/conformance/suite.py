@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from harness import closed_form
-from harness.conformance_checks import (
+from harness.conformance import closed_form
+from harness.conformance.cases import (
     REFERENCE,
     Skip,
     deterministic,
@@ -32,12 +32,12 @@ from harness.conformance_checks import (
     timing_smoke,
     trajectory_vs_reference,
 )
+from harness.registry import missing_framework
 from harness.spec import DTYPES
-from implementations import missing_framework
 
 
 @dataclass(frozen=True)
-class CheckResult:
+class CaseResult:
     name: str
     passed: bool
     detail: str
@@ -49,36 +49,36 @@ class CheckResult:
 
 
 @dataclass(frozen=True)
-class Check:
+class Case:
     name: str
     run: Callable[[str], str]     # backend name -> detail; raises AssertionError or Skip
 
 
-CHECKS: tuple[Check, ...] = (
-    *(Check(f"params_roundtrip_{d}", partial(params_roundtrip, dtype=d)) for d in DTYPES),
-    Check("loss_and_grads_pure", loss_and_grads_pure),
-    *(Check(f"grad_shapes_{d}", partial(grad_shapes, dtype=d)) for d in DTYPES),
-    Check("grads_vs_finite_differences", grads_vs_finite_differences),
-    Check(f"grads_vs_{REFERENCE}", grads_vs_reference),
-    *(Check(f"optimizer_{c}", partial(optimizer_case, case=c)) for c in closed_form.CASES),
-    Check(f"trajectory_vs_{REFERENCE}", trajectory_vs_reference),
-    Check("evaluate_consistency", evaluate_consistency),
-    Check("deterministic", deterministic),
-    Check("frozen_bias", frozen_bias),
-    Check("timing_smoke", timing_smoke),
+CASES: tuple[Case, ...] = (
+    *(Case(f"params_roundtrip_{d}", partial(params_roundtrip, dtype=d)) for d in DTYPES),
+    Case("loss_and_grads_pure", loss_and_grads_pure),
+    *(Case(f"grad_shapes_{d}", partial(grad_shapes, dtype=d)) for d in DTYPES),
+    Case("grads_vs_finite_differences", grads_vs_finite_differences),
+    Case(f"grads_vs_{REFERENCE}", grads_vs_reference),
+    *(Case(f"optimizer_{c}", partial(optimizer_case, case=c)) for c in closed_form.CASES),
+    Case(f"trajectory_vs_{REFERENCE}", trajectory_vs_reference),
+    Case("evaluate_consistency", evaluate_consistency),
+    Case("deterministic", deterministic),
+    Case("frozen_bias", frozen_bias),
+    Case("timing_smoke", timing_smoke),
 )
 
 
-def run_check(check: Check, name: str) -> CheckResult:
-    """One check as a result: a failure or an unexpected error is a FAIL, never a crash."""
+def run_case(case: Case, name: str) -> CaseResult:
+    """One case as a result: a failure or an unexpected error is a FAIL, never a crash."""
     try:
-        return CheckResult(check.name, True, check.run(name))
+        return CaseResult(case.name, True, case.run(name))
     except Skip as why:
-        return CheckResult(check.name, False, str(why), skipped=True)
+        return CaseResult(case.name, False, str(why), skipped=True)
     except AssertionError as err:
-        return CheckResult(check.name, False, str(err) or "assertion failed")
-    except Exception as err:  # a broken backend fails this check; the others still run
-        return CheckResult(check.name, False, f"{type(err).__name__}: {err}")
+        return CaseResult(case.name, False, str(err) or "assertion failed")
+    except Exception as err:  # a broken backend fails this case; the others still run
+        return CaseResult(case.name, False, f"{type(err).__name__}: {err}")
 
 
 def _cannot_run(name: str) -> str | None:
@@ -92,16 +92,16 @@ def _cannot_run(name: str) -> str | None:
 
 
 def run_conformance(name: str) -> int:
-    """Every check on backend `name`, one line each as it finishes, then a summary line.
-    Returns the exit code: 0 nothing failed, 1 a check failed, 2 the backend cannot run."""
+    """Every case on backend `name`, one line each as it finishes, then a summary line.
+    Returns the exit code: 0 nothing failed, 1 a case failed, 2 the backend cannot run."""
     why = _cannot_run(name)
     if why:
         print(f"harness: error: {why}", file=sys.stderr)
         return 2
-    width = max(len(check.name) for check in CHECKS)
+    width = max(len(case.name) for case in CASES)
     counts: Counter[str] = Counter()
-    for check in CHECKS:
-        result = run_check(check, name)
+    for case in CASES:
+        result = run_case(case, name)
         counts[result.status] += 1
         print(f"{result.status:<4}  {result.name:<{width}}  {result.detail}", flush=True)
     verdict = "does NOT conform" if counts["FAIL"] else "conforms"

@@ -15,7 +15,7 @@ import multiprocessing
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 
-from harness import threads, timing
+from harness.bench import threads, timing
 
 Builder = Callable[..., timing.Timed]     # (name, shape, dtype, device) -> a local contestant
 

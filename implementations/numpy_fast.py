@@ -19,13 +19,14 @@ from typing import ClassVar
 
 import numpy as np
 
-from harness import blas, optim
+from harness import optim
 from harness.backend import Backend, trainable_mask
 from harness.data import Batch
 from harness.params import Params
 from harness.spec import Layer, Spec
+from implementations import blas
 
-# Weight matrices from this many entries descend inside their GEMM (harness.blas). Measured
+# Weight matrices from this many entries descend inside their GEMM (implementations.blas). Measured
 # (W n x n, batch 128, one core's worth): the ctypes call costs ~5 us more than np.matmul,
 # the saved update pass gains more from 128 x 128 on (34 -> 33.5 us float32, 65 -> 57 us
 # float64; 256 x 256: 116 -> 99 us), while at 64 x 64 it loses (12 -> 16 us).
@@ -133,7 +134,7 @@ class Workspace:
         self.z, self.a, self.h, self.delta, self.scratch = new(), new(), new(), new(), new()
 
 
-class NumpyManual(Backend):
+class NumpyFast(Backend):
     """Forward and backward pass by hand, optimizer from `harness.optim` (the spec's maths)."""
 
     name: ClassVar[str] = "numpy"

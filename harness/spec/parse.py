@@ -1,19 +1,19 @@
 """Parsers for the spec's TOML tables: each reads one table (or key) into `harness.spec` values.
 
-Kept apart from `harness.spec`, which holds the vocabulary (constants and dataclasses), the
-public entry points and the rules across tables, so both stay short. This module builds on that
-vocabulary, so `harness.spec.from_dict` imports it lazily (no import cycle). Every check raises
-a one-line `SpecError` that names the offending key and what is allowed.
+The entry points are `read_toml` and `from_dict`; the rules across tables (`_validate_run`) run
+last. The vocabulary (constants, dataclasses) is `harness.spec.types`. Every check raises a
+one-line `SpecError` that names the offending key and what is allowed.
 """
 
 from __future__ import annotations
 
+import tomllib
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from harness import datasets
-from harness.schema import (
+from harness.spec import datasets
+from harness.spec.schema import (
     SpecError,
     Table,
     boolean,
@@ -26,13 +26,16 @@ from harness.schema import (
     number,
     string,
 )
-from harness.spec import (
+from harness.spec.types import (
     ACTIVATIONS,
     BIAS_CORRECTIONS,
+    DTYPES,
     EPS_PLACEMENTS,
     INITS,
     LOSS_OUTPUT,
+    LOSSES,
     MAX_PARAMS,
+    MAX_STEPS,
     MAX_UNITS,
     NAME_CHARS,
     NAME_MAX,
@@ -40,8 +43,10 @@ from harness.spec import (
     OPTIMIZERS,
     EarlyStopping,
     Layer,
+    Loss,
     Model,
     Optimizer,
+    Spec,
     Training,
 )
 
@@ -73,7 +78,7 @@ def _shaped(path: str, value: Any, shape: tuple[int, ...]) -> tuple:
     return tuple(tuple(r) for r in rows) if len(shape) == 2 else tuple(rows)
 
 
-def model(t: Table, dims: datasets.Dims, loss: str, base: Path) -> Model:
+def _model(t: Table, dims: datasets.Dims, loss: str, base: Path) -> Model:
     """The [model] table: layers checked against the data's shape and the loss."""
     inputs = integer(t, "inputs", dims.features, low=1)
     if inputs != dims.features:
@@ -86,15 +91,15 @@ def model(t: Table, dims: datasets.Dims, loss: str, base: Path) -> Model:
     for i, item in enumerate(raw):
         layers.append(_layer(Table(item, join(join(t.path, "layers"), i)), fan_in))
         fan_in = layers[-1].size
-    _check_layers(join(t.path, "layers"), layers, dims, loss)
-    _check_size(join(t.path, "layers"), inputs, layers)
+    _validate_layers(join(t.path, "layers"), layers, dims, loss)
+    _validate_size(join(t.path, "layers"), inputs, layers)
     init = choice(t, "init", INITS, "xavier_normal")
     init_file = _init_file(t, base) if t.has("init_file") else None
     t.finish(("inputs", "layers", "init", "init_file"))
     return Model(inputs, tuple(layers), init, init_file)
 
 
-def _check_size(path: str, inputs: int, layers: list[Layer]) -> None:
+def _validate_size(path: str, inputs: int, layers: list[Layer]) -> None:
     """The whole network must fit in memory several times over (one copy per backend)."""
     fans = [inputs, *(layer.size for layer in layers)]
     count = sum((a + 1) * b for a, b in pairwise(fans))
@@ -103,7 +108,7 @@ def _check_size(path: str, inputs: int, layers: list[Layer]) -> None:
 
 
 def _init_file(t: Table, base: Path) -> Path:
-    """The resolved .npz path (its contents are checked by `harness.params.load_init_file`).
+    """The resolved .npz path (its contents are checked by `harness.spec.init_file.load`).
 
     The path is quoted with repr: a name with a newline must not break the one-line error."""
     path = join(t.path, "init_file")
@@ -119,7 +124,7 @@ def _init_file(t: Table, base: Path) -> Path:
     return resolved
 
 
-def _check_layers(path: str, layers: list[Layer], dims: datasets.Dims, loss: str) -> None:
+def _validate_layers(path: str, layers: list[Layer], dims: datasets.Dims, loss: str) -> None:
     last = len(layers) - 1
     for i, layer in enumerate(layers[:-1]):
         if layer.activation == "softmax":
@@ -138,7 +143,7 @@ def _check_layers(path: str, layers: list[Layer], dims: datasets.Dims, loss: str
                         f"data: loss {loss!r} on this data set needs {want} outputs")
 
 
-def optimizer(t: Table) -> Optimizer:
+def _optimizer(t: Table) -> Optimizer:
     """The [optimizer] table: a key the chosen optimizer does not read is an error."""
     name = choice(t, "name", OPTIMIZERS, "sgd")
     allowed = ("name", "weight_decay", *OPTIMIZER_KEYS[name])
@@ -161,7 +166,7 @@ def optimizer(t: Table) -> Optimizer:
         weight_decay=number(t, "weight_decay", 0.0, low=0.0))
 
 
-def training(t: Table) -> Training:
+def _training(t: Table) -> Training:
     """The [training] table: exactly one of epochs / steps, optional early stopping."""
     lr = number(t, "learning_rate", low=0.0, low_open=True)
     batch = _batch_size(t)
@@ -192,7 +197,7 @@ def _batch_size(t: Table) -> int | None:
     return integer(t, "batch_size", low=1)
 
 
-def name(t: Table) -> str:
+def _name(t: Table) -> str:
     """The experiment's name: it becomes results/<name>/, so it must stay one plain folder."""
     value = string(t, "name")
     if not set(value) <= NAME_CHARS:
@@ -204,7 +209,7 @@ def name(t: Table) -> str:
     return value
 
 
-def backends(t: Table) -> tuple[str, ...]:
+def _backends(t: Table) -> tuple[str, ...]:
     """Backend names as written; whether they are registered is checked by harness.experiment,
     which knows the registry. An empty list would silently mean "the defaults"."""
     names = tuple(each(t, "backends", string))
@@ -212,3 +217,68 @@ def backends(t: Table) -> tuple[str, ...]:
         raise SpecError("backends", "needs at least one backend (allowed: leave `backends` out "
                         "to use the defaults)")
     return names
+
+
+def _validate_run(spec: Spec) -> None:
+    """Rules across tables: early stopping needs validation rows; the run has a bounded length
+    (the batch plan of every step is built before training starts)."""
+    n_val = datasets.split_sizes(spec.data)[1]
+    rule = spec.training.early_stopping
+    if rule is not None and n_val == 0:
+        raise SpecError("training.early_stopping", "needs validation data, but the split has "
+                        "no validation rows (allowed: only with data.validation > 0)")
+    total = planned_steps(spec)
+    if total > MAX_STEPS:
+        key = "training.steps" if spec.training.steps else "training.epochs"
+        raise SpecError(key, f"the run would take {total} steps (allowed: at most {MAX_STEPS})")
+    checks = spec.training.grad_check_steps
+    if not checks or checks[-1] >= total:
+        got = "none" if not checks else f"step {checks[-1]}"
+        raise SpecError("training.grad_check_steps", f"{got} is not a step of this run "
+                        f"(allowed: at least one of 0 .. {total - 1}; the first also runs the "
+                        "finite-difference oracle)")
+
+
+def planned_steps(spec: Spec) -> int:
+    """Optimizer steps the run takes (before early stopping): `steps`, or epochs x batches."""
+    n_train = datasets.split_sizes(spec.data)[0]
+    batch = min(spec.training.batch_size or n_train, n_train)
+    return spec.training.steps or spec.training.epochs * -(-n_train // batch)
+
+
+def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Spec:
+    """Validate a parsed TOML document; `base` resolves relative file paths."""
+    t = Table(raw, "")
+    name = _name(t)
+    seed = integer(t, "seed", 0, low=0)
+    dtype = choice(t, "dtype", DTYPES, "float64")
+    data = datasets.parse(t.sub("data", required=True))
+    lt = t.sub("loss", required=True)
+    loss = Loss(choice(lt, "name", LOSSES), number(lt, "l2", 0.0, low=0.0))
+    lt.finish()
+    model = _model(t.sub("model", required=True), datasets.dims(data), loss.name, base)
+    opt_t = t.sub("optimizer")
+    optimizer = _optimizer(opt_t)
+    training = _training(t.sub("training", required=True))
+    backends = _backends(t) if t.has("backends") else None
+    t.get("sweep")                        # expanded by harness.spec.sweep before we get here
+    t.finish(("name", "seed", "dtype", "data", "loss", "model", "optimizer", "training",
+              "backends", "sweep"))
+    spec = Spec(name, seed, dtype, model, loss, optimizer, training, data, backends)
+    _validate_run(spec)
+    return spec
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file; syntax errors become a one-line SpecError."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise SpecError("", f"no such spec file: {path}") from None
+    except OSError as err:                # a folder, no permission, ...
+        raise SpecError("", f"cannot read the spec file: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise SpecError("", f"TOML syntax error: not UTF-8 text (byte {err.start})") from None
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError("", f"TOML syntax error: {err}") from None

@@ -23,9 +23,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from harness import params
-from harness.schema import SpecError, Table, listof
-from harness.spec import Spec, from_dict, read_toml
+from harness.spec import init_file
+from harness.spec.parse import from_dict, read_toml
+from harness.spec.schema import SpecError, Table, listof
+from harness.spec.types import Spec
 
 # A key, then any number of [i] indices or [lo:hi] slices (each end optional, may be negative).
 _PART = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)((?:\[(?:-?\d+|(?:-?\d+)?:(?:-?\d+)?)\])*)$")
@@ -157,5 +158,5 @@ def _validated(raw: dict[str, Any], base: Path) -> Spec:
     so every problem is reported before anything runs or is written."""
     spec = from_dict(raw, base=base)
     if spec.model.init_file is not None:
-        params.load_init_file(spec)
+        init_file.load(spec)
     return spec

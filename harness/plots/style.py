@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from harness import compare
+from harness.verify import verdict
 
 WIDTH = 11.0                          # inches: about 1100 px at the saved resolution
 HEIGHT = 4.8
@@ -119,4 +119,4 @@ def relative_drift(steps: pd.DataFrame, backend: str, reference: str) -> pd.Seri
     common = a.index.intersection(b.index)
     a, b = a[common].to_numpy(float), b[common].to_numpy(float)
     ok = np.isfinite(a) & np.isfinite(b)
-    return pd.Series(compare.loss_drift(a[ok], b[ok]), index=common[ok])
+    return pd.Series(verdict.loss_drift(a[ok], b[ok]), index=common[ok])

@@ -1,0 +1,62 @@
+"""The spec: what the user writes (a TOML file and the files beside it), read and checked.
+
+One-way imports inside: `schema` (generic validators, `SpecError`) <- `types` (vocabulary and
+dataclasses) <- `datasets`, `init_file` <- `parse` (`from_dict`, `read_toml`) <- `sweep`.
+Outside code imports from here.
+"""
+
+from harness.spec.parse import from_dict, planned_steps, read_toml
+from harness.spec.schema import SpecError
+from harness.spec.types import (
+    ACTIVATIONS,
+    BIAS_CORRECTIONS,
+    DTYPES,
+    EPS_PLACEMENTS,
+    INITS,
+    LOSS_OUTPUT,
+    LOSSES,
+    MAX_PARAMS,
+    MAX_STEPS,
+    MAX_UNITS,
+    NAME_CHARS,
+    NAME_MAX,
+    OPTIMIZER_KEYS,
+    OPTIMIZERS,
+    Data,
+    EarlyStopping,
+    Layer,
+    Loss,
+    Model,
+    Optimizer,
+    Spec,
+    Training,
+)
+
+__all__ = [
+    "ACTIVATIONS",
+    "BIAS_CORRECTIONS",
+    "DTYPES",
+    "EPS_PLACEMENTS",
+    "INITS",
+    "LOSSES",
+    "LOSS_OUTPUT",
+    "MAX_PARAMS",
+    "MAX_STEPS",
+    "MAX_UNITS",
+    "NAME_CHARS",
+    "NAME_MAX",
+    "OPTIMIZERS",
+    "OPTIMIZER_KEYS",
+    "Data",
+    "EarlyStopping",
+    "Layer",
+    "Loss",
+    "Model",
+    "Optimizer",
+    "Spec",
+    "SpecError",
+    "Training",
+    "from_dict",
+    "planned_steps",
+    "read_toml",
+]
