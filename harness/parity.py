@@ -267,7 +267,7 @@ def _finish(rec: Record, lanes: list[Lane], ds: data.Dataset) -> None:
 def _param_rows(a: params.Params, b: params.Params) -> list[dict]:
     names = oracle.parameter_names(len(a))
     return [dict(zip(("parameter", "max_abs_err", "max_rel_err"),
-                     (n, *oracle.errors(x, y)), strict=True))
+                     (n, *tol.errors(x, y)), strict=True))
             for n, x, y in zip(names, params.flatten(a), params.flatten(b), strict=True)]
 
 

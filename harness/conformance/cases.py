@@ -73,7 +73,7 @@ def _within(what: str, a: params.Params, b: params.Params, rtol: float) -> float
     """The largest relative error between matching tensors of `a` and `b`, asserted <= rtol."""
     names = oracle.parameter_names(len(a))
     pairs = zip(names, params.flatten(a), params.flatten(b), strict=True)
-    errs = {n: oracle.errors(x, y)[1] for n, x, y in pairs}
+    errs = {n: tol.errors(x, y)[1] for n, x, y in pairs}
     where = max(errs, key=errs.__getitem__)
     assert errs[where] <= rtol, f"{what}: {where} rel err {errs[where]:.2e} > {rtol:g}"
     return errs[where]
@@ -200,7 +200,7 @@ def evaluate_consistency(name: str) -> str:
            backend.loss_and_grads(batch)[0], tol.FLOAT64.loss_rtol)
     ref_value, ref_out = _fresh(REFERENCE, spec).evaluate(batch)
     _close(f"loss vs {REFERENCE}", value, ref_value, tol.FLOAT64.loss_rtol)
-    err = oracle.errors(out, ref_out)[1]
+    err = tol.errors(out, ref_out)[1]
     assert err <= tol.FLOAT64.grad_rtol, f"outputs vs {REFERENCE}: rel err {err:.2e}"
     return f"pure, no penalty; outputs vs {REFERENCE} rel err {err:.1e}"
 

@@ -66,18 +66,6 @@ class TensorCheck:
         return "unresolved" if self.resolution > tol.FD_RTOL_MAX and not self.zero else "ok"
 
 
-def errors(a: np.ndarray, b: np.ndarray, floor: float = 0.0) -> tuple[float, float]:
-    """(max |a - b|, max |a - b| / (max(|a|_max, |b|_max) + floor)): see harness.verify.tolerances.
-    `floor` is an absolute scale below which differences are not resolvable."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.size == 0:
-        return 0.0, 0.0
-    with np.errstate(invalid="ignore", over="ignore"):   # Inf - Inf: NaN, a failure anyway
-        diff = float(np.max(np.abs(a - b)))
-    scale = max(float(np.max(np.abs(a))), float(np.max(np.abs(b)))) + floor
-    return diff, diff / max(scale, tol.TINY)
-
-
 def parameter_names(n_layers: int) -> list[str]:
     return [f"{kind}{i}" for i in range(n_layers) for kind in ("W", "b")]
 
@@ -325,7 +313,7 @@ def check(f: LossFn, params: Params, grads: Params, frozen: list[bool], seed: in
     out = []
     for i, (name, g) in enumerate(zip(parameter_names(len(params)), flat_grads, strict=True)):
         if frozen[i]:
-            abs_err, rel_err = errors(g, np.zeros_like(g))
+            abs_err, rel_err = tol.errors(g, np.zeros_like(g))
             out.append(TensorCheck(name, abs_err, rel_err, 0.0, "exact zero"))
             continue
         line = Line(f, params, i)

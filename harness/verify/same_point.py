@@ -79,7 +79,7 @@ def sensitivity(probe: Backend, params: Params, batch: Batch, held_out: Batch,
         held = Batch(nudged(held_out.x, h_signs, sign * rel), held_out.y)
         sides.append(evaluate_at(probe, p, moved, held).quantities())
     mid = center.quantities()
-    return {k: oracle.errors((np.asarray(sides[0][k], np.float64) +
+    return {k: tol.errors((np.asarray(sides[0][k], np.float64) +
                                  np.asarray(sides[1][k], np.float64)) / 2, v)[1]
             for k, v in mid.items()}
 
@@ -90,7 +90,7 @@ def pair_rows(step: int, a: str, b: str, qa: dict[str, np.ndarray], qb: dict[str
     value rows, one per VALUES quantity)."""
     grads, values = [], []
     for name, x in qa.items():
-        abs_err, rel_err = oracle.errors(x, qb[name])
+        abs_err, rel_err = tol.errors(x, qb[name])
         row = {"step": step, "backend": a, "compared_to": b, "max_abs_err": abs_err,
                "max_rel_err": rel_err, "sensitivity": sens[name],
                "tolerance": tolerances[name]}
@@ -106,7 +106,7 @@ def own_rows(step: int, a: str, b: str, ga: Params, gb: Params) -> list[Row]:
     names = oracle.parameter_names(len(ga))
     return [{"step": step, "parameter": name, "backend": a, "compared_to": b,
              "evaluated_at": "own", **dict(zip(("max_abs_err", "max_rel_err"),
-                                               oracle.errors(x, y), strict=True))}
+                                               tol.errors(x, y), strict=True))}
             for name, x, y in zip(names, flatten(ga), flatten(gb), strict=True)]
 
 

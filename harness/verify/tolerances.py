@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 # Floor of every relative-error denominator: below it, two tensors are both "zero".
 TINY = 1e-30
 
@@ -129,3 +131,16 @@ def for_run(dtype: str, longest_sum: int, depth: int) -> Tolerances:
     grad = FLOAT32_GRAD_SAFETY * depth * FLOAT32_UNIT_ROUNDOFF * longest_sum**0.5
     return Tolerances(grad_rtol=grad, value_rtol=grad, loss_rtol=FLOAT32_LOSS_RTOL,
                       param_rtol=FLOAT32_PARAM_RTOL)
+
+
+def errors(a: np.ndarray, b: np.ndarray, floor: float = 0.0) -> tuple[float, float]:
+    """(max |a - b|, max |a - b| / (max(|a|_max, |b|_max) + floor)): the
+    metric every tolerance in this module bounds.
+    `floor` is an absolute scale below which differences are not resolvable."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.size == 0:
+        return 0.0, 0.0
+    with np.errstate(invalid="ignore", over="ignore"):   # Inf - Inf: NaN, a failure anyway
+        diff = float(np.max(np.abs(a - b)))
+    scale = max(float(np.max(np.abs(a))), float(np.max(np.abs(b)))) + floor
+    return diff, diff / max(scale, TINY)
