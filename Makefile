@@ -31,8 +31,10 @@ results: $(STAMP)
 	done
 	$(BIN)/harness bench
 
+# Property tests draw fresh examples on every run; HYPOTHESIS_SEED=N draws seed N's examples
+# (CI pins it in .ci/run). How to replay a failure: tests/test_properties.py.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(if $(HYPOTHESIS_SEED),--hypothesis-seed=$(HYPOTHESIS_SEED))
 	$(BIN)/ruff check .
 
 lint: $(STAMP)

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from harness import experiment, table
+from harness.bench.suite import DEFAULT_BACKENDS
 from harness.bench.timing import Protocol
 from harness.results import ResultsError
 from harness.spec import SpecError
@@ -56,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", type=Path, help="results folder (default: results/<spec name>)")
     r.add_argument("--force", action="store_true",
                    help="replace --out even if it was not written by this harness")
-    r.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+    r.add_argument("--device", default="cpu", choices=experiment.DEVICES,
                    help="device for the backends that support it (default: cpu)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -97,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--dtypes", type=lambda s: s.split(","), default=["float32", "float64"],
                    help="comma-separated (default: float32,float64)")
     b.add_argument("--backends", type=lambda s: [x for x in s.split(",") if x],
-                   default=["numpy", "torch", "jax"], help="default: numpy,torch,jax")
+                   default=list(DEFAULT_BACKENDS), help=f"default: {','.join(DEFAULT_BACKENDS)}")
     b.add_argument("--rounds", type=int, default=Protocol.rounds,
                    help=f"interleaved rounds every point gets (default: {Protocol.rounds})")
     b.add_argument("--max-rounds", type=int, default=Protocol.max_rounds,
@@ -111,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
                         "pools otherwise slow each other down)")
     b.add_argument("--out", type=Path, default=Path("results/bench"), help="results folder")
     b.add_argument("--force", action="store_true", help="replace --out even if foreign")
-    b.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    b.add_argument("--device", default="cpu", choices=experiment.DEVICES)
     b.add_argument("--baseline", type=Path, metavar="BENCH_DIR",
                    help="an earlier bench's results folder: report how far every ratio "
                         "moved from it (the reproducibility target is 5%%)")
@@ -130,8 +131,8 @@ def _run(args: argparse.Namespace) -> int:
     specs, overrides = experiment.load(args.spec, args.dtype)
     names = experiment.backend_names(args.backends, specs[0])
     out = args.out or experiment.RESULTS_ROOT / specs[0].name
-    summary = experiment.execute(args.spec, specs, overrides, names, out, args.force,
-                                 args.device, progress=not args.quiet)
+    summary = experiment.conduct(args.spec, specs, overrides, names, out, args.force,
+                                 args.device, progress=not args.quiet).summary
     for v in summary["variants"]:
         title = f"{summary['experiment']}" + (f" [{v['variant']}]" if v["variant"] else "")
         print(f"\n{title}  ({v['dtype']})")

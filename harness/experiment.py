@@ -1,53 +1,89 @@
-"""`harness run`: every variant of a spec file, every backend, one results folder."""
+"""`harness run` and `harness.run`: every variant of a spec (a file, or a dict with the file's
+structure), every backend, one results folder (or, from the Python API, none)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from harness import parity, provenance, results
+from harness.backend import Backend
 from harness.registry import registry
 from harness.spec import Spec, sweep
 from harness.spec.schema import SpecError
 
 DEFAULT_BACKENDS = ("numpy", "torch", "jax")
 RESULTS_ROOT = Path("results")
+DEVICES = ("cpu", "cuda")
+# A spec as a caller gives it: a TOML file, or a dict with the file's structure (sweep included).
+Source = str | Path | Mapping[str, Any]
 
 
-def backend_names(requested: list[str] | None, spec: Spec,
-                  option: str = "--backends") -> list[str]:
-    """`option`'s names, else the spec's `backends`, else the defaults; unknown names are
-    errors naming where they came from."""
+@dataclass(frozen=True)
+class Outcome:
+    """Everything one run produced: the tables, summary and provenance a results folder holds."""
+    tables: dict[str, pd.DataFrame]
+    summary: dict
+    meta: dict
+
+
+def backend_names(requested: Sequence[parity.BackendRef] | None, spec: Spec,
+                  option: str = "--backends") -> list[parity.BackendRef]:
+    """`option`'s backends (registered names or Backend subclasses), else the spec's
+    `backends`, else the defaults; unknown names are errors naming where they came from."""
     names = list(requested or spec.backends or DEFAULT_BACKENDS)
     known = registry()
     where = option if requested else "backends"
-    for i, name in enumerate(names):
+    seen: list[str] = []
+    for i, backend in enumerate(names):
         at = where if requested else f"{where}[{i}]"
-        if name not in known:
-            raise SpecError(at, f"{name!r} is not one of {', '.join(known)}")
-        if name in names[:i]:
+        name = _checked_name(backend, known, at)
+        if name in seen:
             raise SpecError(at, f"{name!r} is listed twice (allowed: each backend once)")
+        seen.append(name)
     return names
 
 
-def load(path: Path, dtype: str | None) -> tuple[list[Spec], dict]:
+def _checked_name(backend: Any, known: dict[str, str], at: str) -> str:
+    """The table key of one requested backend: a registered name, or a Backend subclass's
+    `name`."""
+    if isinstance(backend, type) and issubclass(backend, Backend):
+        return backend.name
+    if not isinstance(backend, str) or backend not in known:
+        raise SpecError(at, f"{backend!r} is not one of {', '.join(known)}")
+    return backend
+
+
+def load(source: Source, dtype: str | None) -> tuple[list[Spec], dict]:
+    """Every variant of a spec file or dict, with `dtype` (if given) set as if written in it;
+    and the overrides, for the provenance. A dict's relative file paths resolve from the
+    working directory."""
     overrides = {"dtype": dtype} if dtype else {}
-    return sweep.load(path, overrides), overrides
+    if isinstance(source, Mapping):
+        return sweep.expand({**source, **overrides}), overrides
+    return sweep.load(source, overrides), overrides
 
 
-def execute(path: Path, specs: list[Spec], overrides: dict, names: list[str], out: Path,
-            force: bool, device: str = "cpu", progress: bool = True) -> dict:
-    """Run every variant, then write the results folder atomically; returns the summary."""
-    results.guard_target(out, force)
+def conduct(source: Source, specs: list[Spec], overrides: dict,
+            backends: Sequence[parity.BackendRef], out: Path | None = None, force: bool = False,
+            device: str = "cpu", progress: bool = True) -> Outcome:
+    """Run every variant on every backend; with `out`, refuse an unwritable target before
+    any work and write the results folder atomically after it. The one path of `harness run`
+    and of `harness.run`."""
+    if out is not None:
+        results.guard_target(out, force)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     frames: dict[str, list[pd.DataFrame]] = {}
     variants = []
     for spec in specs:
-        rec = parity.run_variant(spec, names, device, progress)
+        rec = parity.run_variant(spec, backends, device, progress)
         for name, df in rec.frames().items():
             frames.setdefault(name, []).append(df.assign(variant=spec.variant, dtype=spec.dtype))
         variants.append(parity.summarize(rec))
@@ -55,9 +91,11 @@ def execute(path: Path, specs: list[Spec], overrides: dict, names: list[str], ou
     summary = {"experiment": specs[0].name, "verdict": overall([v["verdict"] for v in variants]),
                "device": device, "variants": variants,
                "time": time_breakdown(merged["timings"], time.perf_counter() - t0)}
-    meta = provenance.collect(path, overrides, specs[0].seed, started, time.perf_counter() - t0)
-    results.write(out, merged, summary, meta, force)
-    return summary
+    meta = provenance.collect(source, overrides, specs[0].seed, started,
+                              time.perf_counter() - t0)
+    if out is not None:
+        results.write(out, merged, summary, meta, force)
+    return Outcome(merged, summary, meta)
 
 
 def overall(verdicts: list[str]) -> str:

@@ -7,6 +7,10 @@ import importlib.metadata
 from harness.registry import BUILTIN, backend_class, missing_framework, registry
 from harness.spec import ACTIVATIONS, DTYPES, LOSSES, OPTIMIZERS
 
+# What a newcomer should take a built-in for: the one to read, and the one to time.
+ROLES = {"numpy": "textbook: read it to learn the maths; the reference of every comparison",
+         "numpy_fast": "tuned: the same maths rewritten for speed, proven equal to numpy"}
+
 
 def _version(module: str | None) -> str:
     if module is None:
@@ -34,7 +38,8 @@ def describe(name: str, target: str) -> list[str]:
     caps = cls.capabilities
     status = f"not installed ({cls.framework})" if missing else \
         f"{cls.framework or '-'} {_version(cls.framework)}"
-    lines = [f"{name} ({source}, {target}): {status}",
+    role = f" - {ROLES[name]}" if source == "built-in" and name in ROLES else ""
+    lines = [f"{name} ({source}, {target}): {status}{role}",
              f"    dtypes {_subset(caps.dtypes, DTYPES)}; devices {','.join(sorted(caps.devices))};"
              f" dropout {'yes' if caps.dropout else 'no'}",
              f"    activations {_subset(caps.activations, ACTIVATIONS)}; losses "

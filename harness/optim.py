@@ -1,117 +1,120 @@
-"""The spec's optimizers as exact maths: `init(params) -> state` and
-`update(grads, state, params) -> (params, state)` pairs with NamedTuple state (optax's shape).
-`update` writes into the parameter and state arrays it is given (and a scratch array per
-tensor), so a step allocates nothing: on large tensors a fresh array per step costs as
-much as the arithmetic.
+"""The spec's optimizers as exact maths, written once: pure `init` / `update` functions over
+immutable state, in optax's shape. Nothing here writes into an array it is given.
 
-This module *is* the definition every backend must follow (docs/optimizers.md writes it out).
-For every trainable tensor p with gradient g, learning rate lr and step t = 1, 2, ...:
+This is the definition every backend follows (docs/optimizers.md writes it out, the textbook
+`numpy` backend calls it, `numpy_fast` has an in-place twin that the conformance suite holds
+to it). For every trainable tensor p with gradient g, learning rate lr and step t = 1, 2, ...:
 
   sgd       d = g
-  momentum  v = mu * v + g ;  d = v, or g + mu * v with nesterov        (torch and optax form)
-  rmsprop   s = rho * s + (1 - rho) * g^2 ;  d = g / (sqrt(s) + eps)   [eps_placement=outside]
-                                             d = g / sqrt(s + eps)     [eps_placement=inside]
-  adam      m = b1 * m + (1 - b1) * g ;  v = b2 * v + (1 - b2) * g^2
-            standard: d = m_hat / (sqrt(v_hat) + eps), m_hat = m / (1 - b1^t), v_hat likewise
-            folded:   d = c_t * m / (sqrt(v) + eps), c_t = sqrt(1 - b2^t) / (1 - b1^t)
-            (with eps inside, sqrt(.) + eps becomes sqrt(. + eps) in both forms)
-  then      p = p - lr * (d + weight_decay * p)                         (decoupled decay)
-            (computed as p * (1 - lr * weight_decay) - lr * d, as torch's AdamW does)
+  momentum  v = mu v + g ;                   d = v, or g + mu v with nesterov
+  rmsprop   s = rho s + (1 - rho) g^2 ;      d = g / root(s)
+  adam      m = b1 m + (1 - b1) g ;  v = b2 v + (1 - b2) g^2
+            standard: d = m_hat / root(v_hat),  m_hat = m / (1 - b1^t),  v_hat = v / (1 - b2^t)
+            folded:   d = c_t m / root(v),      c_t = sqrt(1 - b2^t) / (1 - b1^t)
+  where     root(x) = sqrt(x) + eps  (eps_placement = "outside"),  sqrt(x + eps)  ("inside")
+  then      p = p (1 - lr wd) - lr d         decoupled weight decay, torch's AdamW order
 
-Frozen tensors are neither updated nor decayed. L2 is not here: it is part of the loss.
+Frozen tensors keep no state and are neither updated nor decayed. L2 is not here: it is part
+of the loss, so its gradient arrives inside g. Hyper-parameters are cast to the tensors'
+dtype before use, so a float32 run computes in float32 throughout.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 
 from harness.spec import Optimizer
 
+Tensors = tuple[np.ndarray, ...]
+Slots = tuple[np.ndarray | None, ...]
+
 
 class State(NamedTuple):
-    count: int                            # steps taken so far
-    first: list[np.ndarray | None]        # momentum velocity, or Adam's m
-    second: list[np.ndarray | None]       # RMSprop's / Adam's running mean of g^2
-    scratch: list[np.ndarray | None]      # work space, not state: reused by every step
+    """One entry per tensor in `first` and `second`, None where nothing is kept."""
+    count: int          # steps taken so far
+    first: Slots        # momentum's velocity v, or Adam's m
+    second: Slots       # the running mean of g^2: RMSprop's s, Adam's v
 
 
-def init(opt: Optimizer, params: list[np.ndarray], trainable: list[bool]) -> State:
-    """Zero state for the trainable tensors (None for frozen ones and unused slots)."""
-    def zeros(used: bool) -> list[np.ndarray | None]:
-        return [np.zeros_like(p) if used and t else None
-                for p, t in zip(params, trainable, strict=True)]
+def _all(tensors: Sequence[np.ndarray], trainable: Sequence[bool] | None) -> tuple[bool, ...]:
+    return tuple(trainable) if trainable is not None else (True,) * len(tensors)
+
+
+def init(params: Sequence[np.ndarray], opt: Optimizer,
+         trainable: Sequence[bool] | None = None) -> State:
+    """Zero moments for the trainable tensors (all of them unless `trainable` says)."""
+    train = _all(params, trainable)
+
+    def zeros(kept: bool) -> Slots:
+        return tuple(np.zeros_like(p) if kept and t else None
+                     for p, t in zip(params, train, strict=True))
+
     return State(0, zeros(opt.name in ("momentum", "adam")),
-                 zeros(opt.name in ("rmsprop", "adam")), zeros(True))
+                 zeros(opt.name in ("rmsprop", "adam")))
 
 
-def _root(x: np.ndarray, opt: Optimizer, out: np.ndarray) -> np.ndarray:
-    """out = sqrt(x) + eps, or sqrt(x + eps) with eps_placement = inside."""
+def root(x: np.ndarray, opt: Optimizer) -> np.ndarray:
+    """sqrt(x) + eps, or sqrt(x + eps) with eps_placement = "inside"."""
     eps = x.dtype.type(opt.eps)
-    if opt.eps_placement == "outside":
-        np.sqrt(x, out=out)
-        out += eps
-    else:
-        np.add(x, eps, out=out)
-        np.sqrt(out, out=out)
-    return out
+    return np.sqrt(x) + eps if opt.eps_placement == "outside" else np.sqrt(x + eps)
 
 
-def _mean_square(second: np.ndarray, g: np.ndarray, decay, out: np.ndarray) -> None:
-    """second = decay * second + (1 - decay) * g^2, in place (`out` is clobbered)."""
-    second *= decay
-    np.multiply(g, g, out=out)
-    out *= 1 - decay
-    second += out
-
-
-def direction(opt: Optimizer, g: np.ndarray, first: np.ndarray | None,
-              second: np.ndarray | None, t: int, out: np.ndarray) -> np.ndarray:
-    """The update direction d of one tensor at step t (1-based); moves `first` and `second`
-    forward in place. The result may be `g`, `first` or `out`."""
+def moments(g: np.ndarray, first: np.ndarray | None, second: np.ndarray | None,
+            opt: Optimizer) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The moments after seeing g: (v, None), (None, s), (m, v) or (None, None) for sgd."""
     dt = g.dtype.type
-    if opt.name == "sgd":
-        return g
     if opt.name == "momentum":
-        mu = dt(opt.momentum)
-        first *= mu
-        first += g                                        # v = mu v + g
-        if not opt.nesterov:
-            return first
-        np.multiply(first, mu, out=out)
-        out += g                                          # g + mu v
-        return out
+        return dt(opt.momentum) * first + g, None
     if opt.name == "rmsprop":
-        _mean_square(second, g, dt(opt.rho), out)
-        return np.divide(g, _root(second, opt, out), out=out)
-    b1, b2 = dt(opt.beta1), dt(opt.beta2)
-    first *= b1
-    np.multiply(g, 1 - b1, out=out)
-    first += out                                          # m = b1 m + (1 - b1) g
-    _mean_square(second, g, b2, out)                      # v = b2 v + (1 - b2) g^2
-    if opt.bias_correction == "standard":
-        np.divide(second, 1 - b2**t, out=out)             # v_hat
-        np.divide(first, _root(out, opt, out), out=out)
-        out /= 1 - b1**t                                  # m_hat / (sqrt(v_hat) + eps)
-    else:
-        np.divide(first, _root(second, opt, out), out=out)
-        out *= np.sqrt(1 - b2**t) / (1 - b1**t)           # folded into the step size
-    return out
+        rho = dt(opt.rho)
+        return None, rho * second + (1 - rho) * g**2
+    if opt.name == "adam":
+        b1, b2 = dt(opt.beta1), dt(opt.beta2)
+        return b1 * first + (1 - b1) * g, b2 * second + (1 - b2) * g**2
+    return None, None
 
 
-def update(opt: Optimizer, lr: float, grads: list[np.ndarray], state: State,
-           params: list[np.ndarray], trainable: list[bool]) -> tuple[list[np.ndarray], State]:
-    """One step of the spec's optimizer, written into `params` and `state` (returned)."""
+def direction(g: np.ndarray, first: np.ndarray | None, second: np.ndarray | None, t: int,
+              opt: Optimizer) -> np.ndarray:
+    """The update direction d at step t (1-based), from the moments already updated by g."""
+    dt = g.dtype.type
+    if opt.name == "momentum":
+        return g + dt(opt.momentum) * first if opt.nesterov else first
+    if opt.name == "rmsprop":
+        return g / root(second, opt)
+    if opt.name == "adam":
+        b1, b2 = dt(opt.beta1), dt(opt.beta2)
+        if opt.bias_correction == "standard":
+            return first / (1 - b1**t) / root(second / (1 - b2**t), opt)
+        return np.sqrt(1 - b2**t) / (1 - b1**t) * first / root(second, opt)
+    return g
+
+
+def step(p: np.ndarray, d: np.ndarray, opt: Optimizer, lr: float) -> np.ndarray:
+    """p (1 - lr wd) - lr d: the step along d with decoupled weight decay (no decay pass
+    over p when wd = 0)."""
+    dt = p.dtype.type
+    if opt.weight_decay:
+        p = p * (1 - dt(lr) * dt(opt.weight_decay))
+    return p - dt(lr) * d
+
+
+def update(grads: Sequence[np.ndarray], state: State, params: Sequence[np.ndarray],
+           opt: Optimizer, lr: float,
+           trainable: Sequence[bool] | None = None) -> tuple[Tensors, State]:
+    """One step of the spec's optimizer: (new params, new state). Frozen tensors are
+    returned as they are."""
     t = state.count + 1
-    for i, (p, g, train) in enumerate(zip(params, grads, trainable, strict=True)):
-        if not train:
-            continue
-        out = state.scratch[i]
-        d = direction(opt, g, state.first[i], state.second[i], t, out)
-        step = p.dtype.type(lr)
-        if opt.weight_decay:
-            p *= 1 - step * p.dtype.type(opt.weight_decay)
-        np.multiply(d, step, out=out)
-        p -= out
-    return params, State(t, state.first, state.second, state.scratch)
+    new_params, new_first, new_second = [], [], []
+    for p, g, first, second, train in zip(params, grads, state.first, state.second,
+                                          _all(params, trainable), strict=True):
+        if train:
+            first, second = moments(g, first, second, opt)
+            p = step(p, direction(g, first, second, t, opt), opt, lr)
+        new_params.append(p)
+        new_first.append(first)
+        new_second.append(second)
+    return tuple(new_params), State(t, tuple(new_first), tuple(new_second))

@@ -45,7 +45,7 @@ def initial_params(spec: Spec) -> Params:
 
 
 def flatten(params: Params) -> list[np.ndarray]:
-    """[W0, b0, W1, b1, ...]: the order gradcheck.parameter_names names them in."""
+    """[W0, b0, W1, b1, ...]: the order oracle.parameter_names names them in."""
     return [t for pair in params for t in pair]
 
 

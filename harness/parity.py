@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +24,8 @@ from harness.verify import oracle, same_point, verdict
 from harness.verify import tolerances as tol
 
 HARNESS = "harness"                       # the `backend` of the harness's own timed phases
+# A backend as callers name it: a registered name, or a Backend subclass (its `name` is its key).
+BackendRef = str | type[Backend]
 
 
 @dataclass
@@ -67,20 +70,35 @@ class Record:
                 for name, c in cols.items()}
 
 
-def runnable(spec: Spec, names: list[str], device: str) -> tuple[list[str], dict[str, str]]:
-    """The backends that can run `spec` here, and why each other one is skipped."""
-    ok, skipped = [], {}
-    for name in names:
-        reason = missing_framework(name) or backend_class(name).unsupported(spec, device)
+def _classes(backends: Sequence[BackendRef]) -> dict[str, type[Backend]]:
+    """name -> class, in the given order: a name is looked up in the registry, a class stands
+    for itself under its `name` (so a test can run a deliberately broken subclass next to the
+    registered backends)."""
+    out: dict[str, type[Backend]] = {}
+    for backend in backends:
+        name = backend if isinstance(backend, str) else backend.name
+        if name in out:
+            raise ValueError(f"backend {name!r} is given twice")
+        out[name] = backend_class(backend) if isinstance(backend, str) else backend
+    return out
+
+
+def runnable(spec: Spec, backends: Sequence[BackendRef],
+             device: str) -> tuple[dict[str, type[Backend]], dict[str, str]]:
+    """The backends that can run `spec` here, and why each other one is skipped. A registered
+    name or a class whose framework is not installed is skipped."""
+    ok, skipped = {}, {}
+    for name, cls in _classes(backends).items():
+        reason = missing_framework(cls) or cls.unsupported(spec, device)
         if reason:
             skipped[name] = reason
         else:
-            ok.append(name)
+            ok[name] = cls
     return ok, skipped
 
 
-def _lane(name: str, spec: Spec, device: str, p0: params.Params, rec: Record) -> Lane:
-    cls = backend_class(name)
+def _lane(name: str, cls: type[Backend], spec: Spec, device: str, p0: params.Params,
+          rec: Record) -> Lane:
     t0 = time.perf_counter()
     backend = cls(spec, device)
     backend.load(params.copy(p0))
@@ -156,11 +174,12 @@ def _diverge(rec: Record, lane: Lane, step: int, what: str) -> None:
     rec.add("events", {"backend": lane.name, "step": step, "event": "diverged", "detail": what})
 
 
-def run_variant(spec: Spec, names: list[str], device: str = "cpu",
+def run_variant(spec: Spec, backends: Sequence[BackendRef], device: str = "cpu",
                 progress: bool = True) -> Record:
-    """Train every runnable backend of `names` on `spec` and record everything."""
-    ok, skipped = runnable(spec, names, device)
-    rec = Record(spec, ok, skipped=skipped)
+    """Train every runnable backend of `backends` (names or classes, the first is the
+    reference) on `spec` and record everything."""
+    ok, skipped = runnable(spec, backends, device)
+    rec = Record(spec, list(ok), skipped=skipped)
     for name, reason in skipped.items():
         rec.add("events", {"backend": name, "step": -1, "event": "skipped", "detail": reason})
     if not ok:
@@ -170,11 +189,11 @@ def run_variant(spec: Spec, names: list[str], device: str = "cpu",
     plan = data.plan(spec, len(ds.train.x))
     p0 = params.initial_params(spec)
     rec.add("timings", {"backend": HARNESS, "phase": "data", "seconds": time.perf_counter() - t0})
-    lanes = [_lane(name, spec, device, p0, rec) for name in ok]
+    lanes = [_lane(name, cls, spec, device, p0, rec) for name, cls in ok.items()]
     checks = set(spec.training.grad_check_steps)
     # Overflow and NaN are detected and reported per backend (events); NumPy's warnings
     # about them would only repeat that, once per operation.
-    with bars(ok, plan.steps, progress, spec.variant) as bar, np.errstate(all="ignore"):
+    with bars(list(ok), plan.steps, progress, spec.variant) as bar, np.errstate(all="ignore"):
         for step in range(plan.steps):
             batch = data.train_batch(spec, ds, plan, step)
             if step in checks:
@@ -188,7 +207,7 @@ def run_variant(spec: Spec, names: list[str], device: str = "cpu",
         t0 = time.perf_counter()
         _finish(rec, lanes, ds)
         frames = rec.frames()
-        if len(lanes) > 1 and verdict.needs_shadow(frames, ok, tolerances(spec)):
+        if len(lanes) > 1 and verdict.needs_shadow(frames, list(ok), tolerances(spec)):
             ran = frames["steps"]
             _shadow(rec, lanes[0], p0, ds, plan, device,
                     int(ran[ran.backend == lanes[0].name].step.max()))
@@ -209,7 +228,7 @@ def _shadow(rec: Record, ref: Lane, p0: params.Params, ds: data.Dataset, plan: d
     run makes of rounding, the yardstick for the drift between backends (compare: drift vs
     disagreement)."""
     spec, rng = rec.spec, data.rng_for(rec.spec.seed, "shadow")
-    shadow = backend_class(ref.name)(spec, device)
+    shadow = type(ref.backend)(spec, device)
     shadow.load([(_nudge(w, rng, tol.SHADOW_ULPS), _nudge(b, rng, tol.SHADOW_ULPS))
                  for w, b in params.copy(p0)])
     for step in range(last + 1):

@@ -7,20 +7,26 @@ recording provenance never imports torch or JAX by itself.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
+import re
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from harness import __version__
 from harness.data import derive_seed
+from harness.version import __version__
 
 PACKAGES = ("numpy", "pandas", "matplotlib", "torch", "jax", "jaxlib", "optax", "scikit-learn",
             "threadpoolctl")
 SEED_PURPOSES = ("init", "data", "split", "shuffle", "dropout")
+DICT_SOURCE = "(a dict passed to harness.run)"   # the spec_path of a spec given as a dict
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def cpu_model() -> str:
@@ -92,15 +98,64 @@ def git_state() -> dict:
         return {"commit": None, "dirty": None}
 
 
-def collect(spec_path: Path, overrides: dict, seed: int, started: str, wall: float) -> dict:
+def collect(source: str | Path | Mapping[str, Any], overrides: dict, seed: int, started: str,
+            wall: float) -> dict:
+    """What reproduces a run: the spec as written (a dict is recorded as the TOML file it
+    stands for, so `harness run` can repeat it), the overrides, the seeds, the environment."""
+    from_file = not isinstance(source, Mapping)
     return {
-        "spec_path": str(spec_path),
-        "spec_text": spec_path.read_text(),
+        "spec_path": str(source) if from_file else DICT_SOURCE,
+        "spec_text": Path(source).read_text() if from_file else toml_text(source),
         "overrides": overrides,
         "seed": seed,
         "derived_seeds": {p: derive_seed(seed, p) for p in SEED_PURPOSES},
         **environment(started, wall),
     }
+
+
+def toml_text(raw: Mapping[str, Any]) -> str:
+    """A validated spec dict (tables, arrays of tables, strings, numbers, booleans) as TOML:
+    `tomllib.loads(toml_text(raw)) == raw`."""
+    return "\n".join(_table(raw, "")).strip() + "\n"
+
+
+def _table(table: Mapping[str, Any], prefix: str) -> list[str]:
+    """A table's keys and values, then its sub-tables and arrays of tables under headers."""
+    lines = [f"{_key(k)} = {_value(v)}" for k, v in table.items() if not _is_table(v)]
+    for k, v in table.items():
+        path = prefix + _key(k)
+        if isinstance(v, Mapping):
+            lines += ["", f"[{path}]", *_table(v, f"{path}.")]
+        elif _is_table(v):
+            for item in v:
+                lines += ["", f"[[{path}]]", *_table(item, f"{path}.")]
+    return lines
+
+
+def _is_table(value: Any) -> bool:
+    """A table or a non-empty array of tables: written under a header, not inline."""
+    return isinstance(value, Mapping) or (
+        isinstance(value, list) and bool(value) and all(isinstance(v, Mapping) for v in value))
+
+
+def _key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False)
+
+
+def _value(value: Any) -> str:
+    """One value inline. repr of a float is valid TOML (nan, inf and -inf included); a JSON
+    string is a TOML basic string once DEL, which JSON leaves raw, is escaped."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(float(value))
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + "}"
+    return "[" + ", ".join(_value(v) for v in value) + "]"
 
 
 def environment(started: str, wall: float) -> dict:

@@ -18,7 +18,8 @@ ENTRY_POINT_GROUP = "backprop_harness.backends"
 
 # One line per built-in backend. template_backend.py is deliberately not listed.
 BUILTIN: dict[str, str] = {
-    "numpy": "implementations.numpy_fast:NumpyFast",
+    "numpy": "implementations.numpy_textbook:NumpyTextbook",
+    "numpy_fast": "implementations.numpy_fast:NumpyFast",
     "torch": "implementations.torch_autograd:TorchAutograd",
     "jax": "implementations.jax_grad:JaxGrad",
 }
@@ -46,9 +47,10 @@ def backend_class(name: str) -> type[Backend]:
     return getattr(importlib.import_module(module), cls)
 
 
-def missing_framework(name: str) -> str | None:
-    """Why backend `name` cannot be constructed here (framework not installed), or None."""
-    cls = backend_class(name)
+def missing_framework(backend: str | type[Backend]) -> str | None:
+    """Why a backend (a registered name or a class) cannot be constructed here (its framework
+    is not installed), or None."""
+    cls = backend_class(backend) if isinstance(backend, str) else backend
     if not cls.framework:
         return None
     try:

@@ -41,6 +41,12 @@ def dump_json(path: Path, value) -> None:
     path.write_text(json.dumps(_json_safe(value), indent=2, default=str) + "\n")
 
 
+def as_stored(value):
+    """`value` as a JSON file of the results folder holds it and `read` returns it: NaN and
+    Inf become None, tuples lists, anything else JSON lacks its str."""
+    return json.loads(json.dumps(_json_safe(value), default=str))
+
+
 def owned(folder: Path) -> bool:
     """Whether `folder` is a results folder written by this harness."""
     try:

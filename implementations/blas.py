@@ -2,12 +2,11 @@
 
 Why: a hand-written SGD step that computes dW = h^T delta into a buffer and then W -= dW
 makes two extra passes over every weight matrix after the product. GEMM can add its
-product straight into W (beta = 1): measured 2-4% of a step at the matmul-bound shapes of
-`harness bench` (README, Timings). The library called is the very one NumPy links (its
-scipy-openblas, found by file and symbol name), so the step and the roofline (NumPy's
-matmul) still share one BLAS and one thread pool. Where it is not found (NumPy built
-against MKL or Accelerate, an unusual wheel), or fails a self-check, `accumulator`
-returns None and the caller keeps its plain NumPy path.
+product straight into W (beta = 1) and save them (measurements: docs/benchmarking.md).
+The library called is the very one NumPy links (its scipy-openblas, found by file and symbol
+name), so the step and the roofline (NumPy's matmul) still share one BLAS and one thread
+pool. Where it is not found (NumPy built against MKL or Accelerate, an unusual wheel), or
+fails a self-check, `accumulator` returns None and the caller keeps its plain NumPy path.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 def _activate(layer: Layer, z: jax.Array) -> jax.Array:
-    """a = f(z), the same maths as `numpy_manual.activate`."""
+    """a = f(z), the same maths as `numpy_textbook.activation`."""
     import jax
     import jax.numpy as jnp
 

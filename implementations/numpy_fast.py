@@ -1,16 +1,25 @@
-"""Hand-written backpropagation in NumPy: the teaching reference, and a fast one.
+"""The tuned twin of the textbook `numpy` backend (implementations/numpy_textbook.py): the
+same chain rule and the same optimizer maths, rewritten for speed. The conformance suite
+(`harness conformance numpy_fast`) proves it equal to the textbook in float64, gradients and
+trajectories; read the textbook to learn the maths, run this one to time it.
 
-Notation for layer l (rows of every array are the samples of the batch):
+Notation for layer l (rows of every array are the samples of the batch), as in the textbook:
     z_l = h_{l-1} @ W_l + b_l        pre-activation ("logits" at the output)
     a_l = f_l(z_l)                   activation
     h_l = a_l * mask_l               inverted dropout (mask already scaled by 1/(1 - drop_prob))
-The backward pass carries delta_l = dL/dz_l from the output layer down to the input:
-    dL/dW_l = h_{l-1}^T @ delta_l    dL/db_l = sum of delta_l over the batch
-    dL/dh_{l-1} = delta_l @ W_l^T    delta_{l-1} = dL/dh_{l-1} * mask_{l-1} * f'_{l-1}(z_{l-1})
+    delta_l = dL/dz_l:  dL/dW_l = h_{l-1}^T @ delta_l,  dL/db_l = sum of delta_l over the batch,
+    delta_{l-1} = (delta_l @ W_l^T) * mask_{l-1} * f'_{l-1}(z_{l-1})
 
-Speed: every array of a step lives in a `Workspace` allocated once per batch size and
-overwritten in place (`out=`), so a training step allocates almost nothing; transposes are
-views that BLAS reads directly.
+What is tuned:
+- every array of a step lives in a `Workspace` allocated once per batch size and overwritten
+  in place (`out=`), so a training step allocates almost nothing; transposes are views that
+  BLAS reads directly;
+- the optimizer (`InPlaceOptimizer`) writes into the parameters and its own moment buffers,
+  the in-place twin of the pure `harness.optim`: on large tensors a fresh array per step
+  costs as much as the arithmetic;
+- plain SGD folds the learning rate into the output delta (backprop is linear in it), and
+  large weight matrices take their step inside the GEMM that computes their gradient
+  (implementations.blas: C += alpha A B).
 """
 
 from __future__ import annotations
@@ -19,17 +28,14 @@ from typing import ClassVar
 
 import numpy as np
 
-from harness import optim
 from harness.backend import Backend, trainable_mask
 from harness.data import Batch
 from harness.params import Params
-from harness.spec import Layer, Spec
+from harness.spec import Layer, Optimizer, Spec
 from implementations import blas
 
-# Weight matrices from this many entries descend inside their GEMM (implementations.blas). Measured
-# (W n x n, batch 128, one core's worth): the ctypes call costs ~5 us more than np.matmul,
-# the saved update pass gains more from 128 x 128 on (34 -> 33.5 us float32, 65 -> 57 us
-# float64; 256 x 256: 116 -> 99 us), while at 64 x 64 it loses (12 -> 16 us).
+# Weight matrices from this many entries descend inside their GEMM: below it the ctypes call
+# costs more than the update pass it saves (measurements: docs/benchmarking.md).
 BLAS_DESCENT_MIN_SIZE = 128 * 128
 
 
@@ -39,8 +45,8 @@ def descends_in_gemm(p: np.ndarray, descend: blas.AddProduct | None) -> bool:
 
 
 def activate(layer: Layer, z: np.ndarray, out: np.ndarray, scratch: np.ndarray) -> np.ndarray:
-    """out = f(z), in place (`scratch` is clobbered). No masked `where=` ufuncs: they run
-    about ten times slower than plain ones."""
+    """out = f(z), in place (`scratch` is clobbered). No masked `where=` ufuncs: they are
+    much slower than plain ones."""
     kind = layer.activation
     if kind == "sigmoid":
         # sigmoid(z) = exp(min(z, 0)) / (1 + exp(-|z|)): never overflows, exact in both tails
@@ -125,6 +131,91 @@ def loss_and_delta(loss: str, z: np.ndarray, a: np.ndarray, y: np.ndarray, out: 
     return value
 
 
+def _root(x: np.ndarray, opt: Optimizer, out: np.ndarray) -> np.ndarray:
+    """out = sqrt(x) + eps, or sqrt(x + eps) with eps_placement = inside."""
+    eps = x.dtype.type(opt.eps)
+    if opt.eps_placement == "outside":
+        np.sqrt(x, out=out)
+        out += eps
+    else:
+        np.add(x, eps, out=out)
+        np.sqrt(out, out=out)
+    return out
+
+
+def _mean_square(second: np.ndarray, g: np.ndarray, decay: np.floating,
+                 out: np.ndarray) -> None:
+    """second = decay * second + (1 - decay) * g^2, in place (`out` is clobbered)."""
+    second *= decay
+    np.multiply(g, g, out=out)
+    out *= 1 - decay
+    second += out
+
+
+def direction(opt: Optimizer, g: np.ndarray, first: np.ndarray | None,
+              second: np.ndarray | None, t: int, out: np.ndarray) -> np.ndarray:
+    """harness.optim's moments and direction d of one tensor at step t (1-based), in place:
+    moves `first` and `second` forward; the result may be `g`, `first` or `out`."""
+    dt = g.dtype.type
+    if opt.name == "sgd":
+        return g
+    if opt.name == "momentum":
+        mu = dt(opt.momentum)
+        first *= mu
+        first += g                                        # v = mu v + g
+        if not opt.nesterov:
+            return first
+        np.multiply(first, mu, out=out)
+        out += g                                          # g + mu v
+        return out
+    if opt.name == "rmsprop":
+        _mean_square(second, g, dt(opt.rho), out)
+        return np.divide(g, _root(second, opt, out), out=out)
+    b1, b2 = dt(opt.beta1), dt(opt.beta2)
+    first *= b1
+    np.multiply(g, 1 - b1, out=out)
+    first += out                                          # m = b1 m + (1 - b1) g
+    _mean_square(second, g, b2, out)                      # v = b2 v + (1 - b2) g^2
+    if opt.bias_correction == "standard":
+        np.divide(second, 1 - b2**t, out=out)             # v_hat
+        np.divide(first, _root(out, opt, out), out=out)
+        out /= 1 - b1**t                                  # m_hat / root(v_hat)
+    else:
+        np.divide(first, _root(second, opt, out), out=out)
+        out *= np.sqrt(1 - b2**t) / (1 - b1**t)           # folded into the step size
+    return out
+
+
+class InPlaceOptimizer:
+    """harness.optim's update written into the parameters and moment buffers it owns, with
+    one scratch array per tensor: a step allocates nothing."""
+
+    def __init__(self, opt: Optimizer, lr: float, params: list[np.ndarray],
+                 trainable: list[bool]) -> None:
+        def zeros(kept: bool) -> list[np.ndarray | None]:
+            return [np.zeros_like(p) if kept and t else None
+                    for p, t in zip(params, trainable, strict=True)]
+        self.opt, self.lr, self.trainable, self.count = opt, lr, trainable, 0
+        self.first = zeros(opt.name in ("momentum", "adam"))
+        self.second = zeros(opt.name in ("rmsprop", "adam"))
+        self.scratch = zeros(True)
+
+    def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+        """p = p (1 - lr wd) - lr d for every trainable p, in place."""
+        self.count += 1
+        opt = self.opt
+        for i, (p, g, train) in enumerate(zip(params, grads, self.trainable, strict=True)):
+            if not train:
+                continue
+            out = self.scratch[i]
+            d = direction(opt, g, self.first[i], self.second[i], self.count, out)
+            lr = p.dtype.type(self.lr)
+            if opt.weight_decay:
+                p *= 1 - lr * p.dtype.type(opt.weight_decay)
+            np.multiply(d, lr, out=out)
+            p -= out
+
+
 class Workspace:
     """Every per-sample array of one batch size, allocated once and reused."""
 
@@ -135,9 +226,9 @@ class Workspace:
 
 
 class NumpyFast(Backend):
-    """Forward and backward pass by hand, optimizer from `harness.optim` (the spec's maths)."""
+    """The textbook's forward, backward and optimizer, in preallocated buffers."""
 
-    name: ClassVar[str] = "numpy"
+    name: ClassVar[str] = "numpy_fast"
     framework: ClassVar[str | None] = "numpy"
 
     def __init__(self, spec: Spec, device: str = "cpu") -> None:
@@ -153,7 +244,9 @@ class NumpyFast(Backend):
     def load(self, params: Params) -> None:
         self._flat = [np.array(t, dtype=self.dtype) for pair in params for t in pair]
         self._grads = [np.zeros_like(t) for t in self._flat]
-        self._state = optim.init(self.spec.optimizer, self._flat, self.trainable)
+        self._optimizer = InPlaceOptimizer(self.spec.optimizer,
+                                           self.spec.training.learning_rate, self._flat,
+                                           self.trainable)
 
     def params(self) -> Params:
         return [(self._flat[i].copy(), self._flat[i + 1].copy())
@@ -233,8 +326,7 @@ class NumpyFast(Backend):
                     p -= g
             return value
         value = self._loss_and_grads(batch)
-        self._flat, self._state = optim.update(opt, lr, self._grads, self._state, self._flat,
-                                               self.trainable)
+        self._optimizer.step(self._flat, self._grads)
         return value
 
     def evaluate(self, batch: Batch) -> tuple[float, np.ndarray]:

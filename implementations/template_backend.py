@@ -4,8 +4,9 @@ Steps (docs/adding-a-backend.md walks through them):
 1. copy this file to implementations/<framework>_<method>.py; rename the class; set `name`
    (the CLI key), `framework` (the module to import) and `capabilities`;
 2. fill in each method below: what it receives, returns and must keep is written in its
-   docstring; implementations/numpy_manual.py is the reference for the maths;
-3. add ONE line to BUILTIN in implementations/__init__.py: "name": "module:Class";
+   docstring; implementations/numpy_textbook.py (the chain rule, layer by layer) is the
+   reference for the maths, harness/optim.py for the optimizers;
+3. add ONE line to BUILTIN in harness/registry.py: "name": "module:Class";
 4. run `harness conformance NAME` until nothing fails.
 
 This file is deliberately not registered (the registry is BUILTIN plus entry points), so the

@@ -99,7 +99,7 @@ class TorchAutograd(Backend):
         return self._tensor(batch.x), self._tensor(batch.y), masks
 
     def _activate(self, layer: Layer, z: torch.Tensor) -> torch.Tensor:
-        """a = f(z), as in numpy_manual.activate (leaky_relu and relu kinks included)."""
+        """a = f(z), as in numpy_textbook.activation (leaky_relu and relu kinks included)."""
         kind, torch = layer.activation, self._torch
         if kind == "sigmoid":
             return torch.sigmoid(z)

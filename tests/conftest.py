@@ -1,4 +1,5 @@
-"""Shared fixtures: small specs built from dicts, and the registry's backends as test ids."""
+"""Shared helpers: small specs built from dicts, and the registry's backends as test ids; and
+the property tests' settings profile."""
 
 from __future__ import annotations
 
@@ -6,10 +7,17 @@ import copy
 import dataclasses
 
 import pytest
+from hypothesis import settings
 
 from harness import data, params
 from harness.registry import backend_class, missing_framework, registry
 from harness.spec import Spec, from_dict
+
+# Property tests draw fresh examples on every run (CI pins the seed: .ci/run). A failure prints
+# its example and the @reproduce_failure decorator that replays it; the next run on the same
+# checkout replays it first anyway (from .hypothesis/).
+settings.register_profile("harness", print_blob=True)
+settings.load_profile("harness")
 
 BASE = {
     "name": "t",

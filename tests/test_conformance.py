@@ -1,8 +1,9 @@
-"""The conformance suite of harness/conformance.py, for every registered backend x every check
+"""The conformance suite of harness.conformance, for every registered backend x every case
 (ids like `test_conformance[torch-params_roundtrip_float64]`), plus the runner's exit codes.
 
-A check the backend cannot run here (framework missing, or outside its declared capabilities)
-is skipped with the reason it gives; it never passes silently.
+A case the backend cannot run here (framework missing, outside its declared capabilities, or
+the reference compared with itself) is skipped with the reason it gives; it never passes
+silently.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pytest
 from harness.conformance import cases
 from harness.conformance import suite as conformance
 from implementations.numpy_fast import NumpyFast
+from implementations.numpy_textbook import NumpyTextbook
 from tests.conftest import BACKENDS
 
 PARAMS = [pytest.param(backend, case, id=f"{backend}-{case.name}")
@@ -45,7 +47,7 @@ class BrokenBiasGradient(NumpyFast):
 
 def test_a_broken_backend_fails_with_the_tensor_named(monkeypatch, capsys) -> None:
     monkeypatch.setattr(cases, "backend_class",
-                        lambda name: BrokenBiasGradient if name == "broken" else NumpyFast)
+                        lambda name: BrokenBiasGradient if name == "broken" else NumpyTextbook)
     for module in (conformance, cases):
         monkeypatch.setattr(module, "missing_framework", lambda name: None)
     assert conformance.run_conformance("broken") == 1

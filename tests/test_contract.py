@@ -26,9 +26,8 @@ def test_template_is_not_registered():
                    for target in registry().values())
 
 
-def test_template_constructs_and_claims_no_limits():
+def test_template_claims_no_limits():
     assert TemplateBackend.unsupported(spec_from()) is None
-    assert TemplateBackend(spec_from()).spec == spec_from()
 
 
 @pytest.mark.parametrize("method", list(CALLS))

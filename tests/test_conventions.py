@@ -17,9 +17,9 @@ LR = 0.01
 
 
 def spec_maths(opt: Optimizer, grads=GRADS) -> np.ndarray:
-    p, state = [P0.copy()], optim.init(opt, [P0], [True])
+    p, state = (P0,), optim.init([P0], opt)
     for g in grads:
-        p, state = optim.update(opt, LR, [g], state, p, [True])
+        p, state = optim.update([g], state, p, opt, LR)
     return p[0]
 
 
@@ -114,9 +114,9 @@ def test_torch_adam_weight_decay_is_l2_on_the_gradient():
     torch = pytest.importorskip("torch")
     wd = 0.1
     got = torch_steps(lambda p: torch.optim.Adam(p, lr=LR, weight_decay=wd))
-    p, state = [P0.copy()], optim.init(Optimizer("adam"), [P0], [True])
+    p, state = (P0,), optim.init([P0], Optimizer("adam"))
     for g in GRADS:                                  # L2: the gradient gets wd * p added
-        p, state = optim.update(Optimizer("adam"), LR, [g + wd * p[0]], state, p, [True])
+        p, state = optim.update([g + wd * p[0]], state, p, Optimizer("adam"), LR)
     close(got, p[0])
     assert np.max(np.abs(got - spec_maths(Optimizer("adam", weight_decay=wd)))) > 1e-6
 

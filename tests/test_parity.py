@@ -3,15 +3,16 @@ named, with the parameter and the first step where it left tolerance."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import pytest
 
-import harness.parity as run_module
 from harness import parity
-from harness.registry import backend_class, missing_framework
+from harness.registry import missing_framework
+from harness.verify.verdict import early_stop_check
 from implementations.numpy_fast import NumpyFast
 from tests.conftest import mlp, spec_from
 
@@ -33,16 +34,6 @@ def available(*names: str) -> list[str]:
     return [n for n in names if missing_framework(n) is None]
 
 
-@pytest.fixture
-def with_broken(monkeypatch):
-    def cls(name):
-        return BrokenBias if name == "broken" else backend_class(name)
-
-    monkeypatch.setattr(run_module, "backend_class", cls)
-    monkeypatch.setattr(run_module, "missing_framework",
-                        lambda name: None if name == "broken" else missing_framework(name))
-
-
 def test_all_backends_agree_in_float64():
     names = available("numpy", "torch", "jax")
     summary = parity.summarize(parity.run_variant(SPEC, names, progress=False))
@@ -54,9 +45,8 @@ def test_all_backends_agree_in_float64():
     assert {c["status"] for c in summary["checks"]} == {"ok"}
 
 
-def test_broken_backend_is_named_with_parameter_and_first_step(with_broken):
-    names = ["numpy", *available("torch"), "broken"]
-    rec = parity.run_variant(SPEC, names, progress=False)
+def test_broken_backend_is_named_with_parameter_and_first_step():
+    rec = parity.run_variant(SPEC, ["numpy", *available("torch"), BrokenBias], progress=False)
     summary = parity.summarize(rec)
     assert summary["verdict"] == "disagree"
     failed = {(c["check"], c["backend"]): c for c in summary["checks"] if c["status"] == "fail"}
@@ -69,10 +59,10 @@ def test_broken_backend_is_named_with_parameter_and_first_step(with_broken):
     assert summary["odd_one_out"] == "broken"
 
 
-def test_broken_reference_is_the_odd_one_out(with_broken):
+def test_broken_reference_is_the_odd_one_out():
     """When the reference itself is wrong, the others and finite differences outvote it."""
-    names = ["broken", "numpy", *available("torch")]
-    summary = parity.summarize(parity.run_variant(SPEC, names, progress=False))
+    backends = [BrokenBias, "numpy", *available("torch")]
+    summary = parity.summarize(parity.run_variant(SPEC, backends, progress=False))
     assert summary["odd_one_out"] == "broken"
 
 
@@ -111,22 +101,37 @@ class ExplodesAtStep3(NumpyFast):
         return float("nan") if self.steps == 4 else super().train_step(batch)
 
 
-def test_divergence_in_one_backend_is_that_backends_fault(monkeypatch):
-    monkeypatch.setattr(run_module, "backend_class",
-                        lambda n: ExplodesAtStep3 if n == "broken" else backend_class(n))
-    monkeypatch.setattr(run_module, "missing_framework", lambda n: None)
-    summary = parity.summarize(parity.run_variant(SPEC, ["numpy", "broken"], progress=False))
+def test_divergence_in_one_backend_is_that_backends_fault():
+    summary = parity.summarize(parity.run_variant(SPEC, ["numpy", ExplodesAtStep3],
+                                                  progress=False))
     assert summary["divergence"] == {"kind": "some", "at": {"broken": 3}}
     assert summary["verdict"] == "disagree"
 
 
+class NoAdam(NumpyFast):
+    """A backend whose capabilities leave out Adam."""
+    name: ClassVar[str] = "no_adam"
+    capabilities: ClassVar = dataclasses.replace(NumpyFast.capabilities,
+                                                 optimizers=frozenset({"sgd"}))
+
+
 def test_unsupported_backend_is_skipped_with_reason():
-    spec = spec_from(optimizer={"name": "adam", "bias_correction": "folded"},
-                     model=mlp([(4, "tanh")], (3, "softmax")))
-    ok, skipped = parity.runnable(spec, available("numpy", "torch"), "cpu")
-    assert ok[0] == "numpy"
-    if "torch" in skipped:
-        assert "folded" in skipped["torch"]
+    spec = spec_from(optimizer={"name": "adam"}, model=mlp([(4, "tanh")], (3, "softmax")))
+    rec = parity.run_variant(spec, ["numpy", NoAdam], progress=False)
+    assert rec.backends == ["numpy"]
+    assert rec.skipped == {"no_adam": "no_adam does not support optimizer 'adam'"}
+    skipped = rec.frames()["events"].query("event == 'skipped'")
+    assert skipped[["backend", "step"]].values.tolist() == [["no_adam", -1]]
+
+
+def test_a_class_under_a_name_already_given_is_refused():
+    """A class runs under its own `name`: one that repeats another backend's name would merge
+    two backends into one column of every table."""
+    class Shadowing(NumpyFast):
+        name: ClassVar[str] = "numpy"
+
+    with pytest.raises(ValueError, match="backend 'numpy' is given twice"):
+        parity.run_variant(SPEC, ["numpy", Shadowing], progress=False)
 
 
 class ScaledLoss(NumpyFast):
@@ -138,15 +143,9 @@ class ScaledLoss(NumpyFast):
         return 1.001 * super().train_step(batch)
 
 
-def test_odd_one_out_from_the_loss_curve(monkeypatch):
-    names = ["numpy", *available("torch", "jax"), "broken"]
-    if len(names) < 3:
-        pytest.skip("needs two backends besides the broken one")
-    monkeypatch.setattr(run_module, "backend_class",
-                        lambda n: ScaledLoss if n == "broken" else backend_class(n))
-    monkeypatch.setattr(run_module, "missing_framework",
-                        lambda n: None if n == "broken" else missing_framework(n))
-    summary = parity.summarize(parity.run_variant(SPEC, names, progress=False))
+def test_odd_one_out_from_the_loss_curve():
+    backends = ["numpy", "numpy_fast", ScaledLoss]
+    summary = parity.summarize(parity.run_variant(SPEC, backends, progress=False))
     grads = [c for c in summary["checks"] if c["check"] == "gradients"]
     assert all(c["status"] == "ok" for c in grads)
     curve = next(c for c in summary["checks"] if c["check"] == "loss_curve"
@@ -159,8 +158,6 @@ def test_odd_one_out_from_the_loss_curve(monkeypatch):
 def test_early_stopping_at_different_steps_is_drift():
     """The harness applies the rule to each backend's validation loss, which the evaluate
     check compares at the same point: stop steps that differ are drift, said so."""
-    from harness.verify.verdict import early_stop_check
-
     events = pd.DataFrame([{"backend": "numpy", "step": 30, "event": "early_stopped"},
                            {"backend": "torch", "step": 42, "event": "early_stopped"}])
     check = early_stop_check(events, ["numpy", "torch"], "numpy")

@@ -4,7 +4,6 @@ links every one of them and carries the provenance, and sweeps get one set per p
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -43,8 +42,9 @@ SWEEP = SPEC + """[sweep]
 field = "training.learning_rate"
 values = [0.1, 0.5]
 """
-# Two backends where torch is installed, so the comparison figures (loss drift) are drawn too.
-BACKENDS = "numpy,torch" if importlib.util.find_spec("torch") else "numpy"
+# Two backends, so the comparison figures (loss drift) are drawn too; the two NumPy ones need no
+# framework, and a subprocess that imports none starts fast.
+BACKENDS = "numpy,numpy_fast"
 ALWAYS = {"loss_curves", "gradient_errors", "grad_norms", "timings"}
 FRAMEWORKS = ("torch", "jax", "jaxlib")
 # `harness plot DIR` as the command line runs it, then a real check of what it imported.
@@ -91,7 +91,7 @@ def pngs(folder: Path) -> set[str]:
 
 
 def test_plot_redraws_every_png_without_importing_frameworks(single):
-    expected = ALWAYS | ({"loss_drift"} if "," in BACKENDS else set())
+    expected = ALWAYS | {"loss_drift"}
     for path in single.glob("*.png"):
         path.unlink()
     proc = subprocess.run([sys.executable, "-c", GUARDED_PLOT, str(single)],
@@ -103,10 +103,9 @@ def test_plot_redraws_every_png_without_importing_frameworks(single):
 
 
 def test_the_import_guard_can_fail(tmp_path):
-    """The guard above is real: a plot run that imports a framework is caught."""
-    if not importlib.util.find_spec("torch"):
-        pytest.skip("torch is not installed")
-    script = "import torch\n" + GUARDED_PLOT
+    """The guard above is real: a plot run with a framework module loaded is caught (a stand-in
+    module named torch: the guard reads sys.modules, and the real import takes seconds)."""
+    script = "import sys, types\nsys.modules['torch'] = types.ModuleType('torch')\n" + GUARDED_PLOT
     proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode != 0
@@ -135,9 +134,8 @@ def test_report_has_verdict_plots_and_provenance(single):
     assert pngs(single), "the report draws missing plots first"
     for name in pngs(single):
         assert f"]({name})" in text
-    assert "## Provenance" in text and "git commit" in text
-    if meta["git"]["commit"]:
-        assert meta["git"]["commit"] in text
+    assert "## Provenance" in text
+    assert f"| git commit | `{meta['git']['commit'] or 'unknown'}`" in text
     assert "```toml" in text and 'name = "plots_small"' in text
 
 
@@ -174,6 +172,5 @@ def test_every_figure_has_a_title_axis_labels_and_a_legend(single):
         fig = plot.draw()
         assert summary["experiment"] in fig.get_suptitle(), plot.file
         assert fig.legends, f"{plot.file}: no legend"
-        for ax in fig.axes:
-            if ax.get_label() != "<colorbar>":
-                assert ax.get_xlabel() and ax.get_ylabel(), plot.file
+        axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+        assert axes and all(ax.get_xlabel() and ax.get_ylabel() for ax in axes), plot.file

@@ -24,10 +24,6 @@ def test_base_spec_fields():
         spec.seed = 4
 
 
-def test_same_dict_gives_equal_specs():
-    assert from_dict(copy.deepcopy(BASE)) == from_dict(copy.deepcopy(BASE))
-
-
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
 def test_shipped_experiments_load(path):
     specs = sweep.load(path)
@@ -108,10 +104,8 @@ def test_regression_data_rejects_classification_loss():
 
 
 def test_sweep_expands_every_point(tmp_path):
-    text = Path("experiments/learning_rate.toml")
-    specs = sweep.load(text) if text.exists() else None
-    if specs:
-        assert len({s.training.learning_rate for s in specs}) == len(specs)
+    specs = sweep.load(Path("experiments/learning_rate.toml"))
+    assert len(specs) > 1 and len({s.training.learning_rate for s in specs}) == len(specs)
     toml = tmp_path / "s.toml"
     toml.write_text('name = "s"\n[data]\nname = "xor"\n[[model.layers]]\nsize = 3\n'
                     'activation = "tanh"\n[[model.layers]]\nsize = 2\nactivation = "softmax"\n'

@@ -6,19 +6,23 @@ with margins of several times what they assert."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from harness.bench import command as bench_command
 from harness.bench import repro as bench_repro
 from harness.bench import suite as bench
 from harness.bench import timing
 from harness.cli import main
 
 THREE_ROUNDS = ["--rounds", "3", "--max-rounds", "3"]   # a fixed number: no extra rounds
+NUMPY = bench.NUMPY                                      # the NumPy contestant: numpy_fast
 
 
 def test_ratios_are_paired_within_rounds():
@@ -117,24 +121,29 @@ def test_flops_and_shape_parsing():
 def test_bench_command_writes_results(tmp_path, capsys):
     out = tmp_path / "bench"
     code = main(["bench", "--shapes", "16-8-3:4", "--dtypes", "float64", *THREE_ROUNDS,
-                 "--backends", "numpy", "--out", str(out)])
+                 "--backends", NUMPY, "--out", str(out)])
     assert code == 0
     df = pd.read_csv(out / "bench.csv")
-    assert set(df.backend) == {"numpy", "roofline"} and (df.median_s > 0).all()
-    numpy_row = df[df.backend == "numpy"].iloc[0]
+    assert set(df.backend) == {NUMPY, "roofline"} and (df.median_s > 0).all()
+    numpy_row = df[df.backend == NUMPY].iloc[0]
     assert numpy_row.roofline_fraction_ci >= 0 and numpy_row.ratio_to_fastest_ci == 0.0
     samples = pd.read_csv(out / "samples.csv")
     assert len(samples) == 2 * 3 and list(samples["round"][:3]) == [0, 1, 2]
-    assert samples[samples.backend == "numpy"].seconds.median() == pytest.approx(
-        df[df.backend == "numpy"].median_s.iloc[0])
+    assert samples[samples.backend == NUMPY].seconds.median() == pytest.approx(
+        df[df.backend == NUMPY].median_s.iloc[0])
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["threads"] >= 1 and "numpy_roofline_at_large_shapes" in summary["targets"]
+    assert summary["threads"] >= 1 and summary["numpy_contestant"] == NUMPY
+    assert summary["targets"]["numpy_roofline_at_large_shapes"] is None     # no large shape
     assert (out / "bench.png").stat().st_size > 10_000
     assert "GFLOP/s" in capsys.readouterr().out
     assert main(["report", str(out)]) == 0
     report = (out / "report.md").read_text()
     assert "## Targets" in report and "`numpy_roofline_at_large_shapes`" in report
-    assert "| 16-8-3:4 | float64 |" in report and "(bench.png)" in report
+    assert f"| roofline | {NUMPY} | {NUMPY} / fastest framework | roofline / {NUMPY} |" in report
+    assert f"numpy {np.__version__};" in report          # the roofline's NumPy, always timed
+    row = next(line for line in report.splitlines() if line.startswith("| 16-8-3:4 | float64 |"))
+    assert row.endswith(f"| - | {numpy_row.roofline_fraction:.2f} |")    # no framework timed
+    assert "(bench.png)" in report
 
 
 @pytest.mark.parametrize("files, message", [
@@ -186,15 +195,27 @@ def test_quiesce_waits_for_spinning_threads(monkeypatch):
 def test_roofline_fraction_is_paired_within_rounds():
     """The machine slows down 5x over three rounds; the roofline stays at 80% of numpy."""
     timings = {bench.ROOFLINE: timing.Timing(bench.ROOFLINE, samples=[0.8, 1.6, 4.0]),
-               "numpy": timing.Timing("numpy", samples=[1.0, 2.0, 5.0])}
+               NUMPY: timing.Timing(NUMPY, samples=[1.0, 2.0, 5.0])}
     rows = bench.rows(bench.Shape.parse("4-2:1"), "float64", timings)
-    numpy = next(r for r in rows if r["backend"] == "numpy")
+    numpy = next(r for r in rows if r["backend"] == NUMPY)
     assert numpy["roofline_fraction"] == pytest.approx(0.8)    # a ratio of medians: 0.8
+
+
+def test_the_targets_judge_numpy_fast_not_the_textbook_backend():
+    """Beside `numpy_fast`, a timed textbook `numpy` (5x slower here) decides no target."""
+    timings = {name: timing.Timing(name, samples=[t] * 3)
+               for name, t in ((NUMPY, 1.0), ("numpy", 5.0), ("torch", 2.0), ("jax", 4.0))}
+    assert bench_command.numpy_vs_frameworks(timings) == 0.5
+    df = pd.DataFrame({"shape": ["s", "s"], "dtype": ["float64"] * 2, "backend": [NUMPY, "numpy"],
+                       "gflop_per_step": [2.0, 2.0], "roofline_fraction": [0.95, 0.19]})
+    vs = pd.DataFrame({"shape": ["s"], "dtype": ["float64"], "numpy_vs_fastest_framework": [0.5]})
+    roofline = bench_command.targets(df, vs)["numpy_roofline_at_large_shapes"]
+    assert roofline["passed"] and roofline["worst"] == 0.95
 
 
 def _ratios(value: float, fastest: float = 1.0) -> tuple[pd.DataFrame, pd.DataFrame]:
     df = pd.DataFrame({"shape": ["8-2:4"] * 2, "dtype": ["float64"] * 2,
-                       "backend": [bench.ROOFLINE, "numpy"], "ratio_to_fastest": [None, fastest],
+                       "backend": [bench.ROOFLINE, NUMPY], "ratio_to_fastest": [None, fastest],
                        "roofline_fraction": [1.0, value]})
     vs = pd.DataFrame({"shape": ["8-2:4"], "dtype": ["float64"],
                        "numpy_vs_fastest_framework": [None]})
@@ -205,28 +226,75 @@ def test_reproducibility_compares_every_ratio_with_the_baseline():
     before = bench_repro.ratio_table(*_ratios(0.80, fastest=1.10))
     table = bench_repro.compare(bench_repro.ratio_table(*_ratios(0.88, fastest=1.12)), before)
     assert set(table.ratio) == {"ratio_to_fastest", "roofline_fraction"}   # NaNs left out
-    target = bench_repro.target(table, Path("old"))
+    target = bench_repro.target(table, Path("old"), {})
     assert not target["passed"] and target["within"] == 1 and target["compared"] == 2
-    assert target["worst"] == pytest.approx(0.1) and target["ratio"] == "numpy roofline_fraction"
+    assert target["worst"] == pytest.approx(0.1)
+    assert target["ratio"] == f"{NUMPY} roofline_fraction"
 
 
 def test_the_fastest_backends_ratio_of_one_is_not_counted():
     table = bench_repro.compare(bench_repro.ratio_table(*_ratios(0.8)),
                                 bench_repro.ratio_table(*_ratios(0.8)))
     assert list(table.ratio) == ["roofline_fraction"]
-    assert bench_repro.target(table.iloc[:0], Path("old")) is None
+    assert bench_repro.target(table.iloc[:0], Path("old"), {}) is None
 
 
-def test_bench_baseline_writes_the_comparison(tmp_path, capsys):
+def as_before_the_split(folder: Path) -> None:
+    """Rewrite a bench folder as runs before numpy_fast existed wrote it: the tuned backend
+    named `numpy`, and no `numpy_contestant` in summary.json."""
+    df = pd.read_csv(folder / "bench.csv")
+    df.assign(backend=df.backend.replace({NUMPY: "numpy"})).to_csv(folder / "bench.csv",
+                                                                    index=False)
+    summary = json.loads((folder / "summary.json").read_text())
+    del summary["numpy_contestant"]
+    (folder / "summary.json").write_text(json.dumps(summary))
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["same-name", "before-the-split"])
+def test_bench_baseline_writes_the_comparison(tmp_path, capsys, legacy):
+    """A baseline from before the split timed numpy_fast as `numpy`: its rows are compared
+    as numpy_fast, and the console, summary.json and report.md say so."""
     args = ["bench", "--shapes", "16-8-3:4", "--dtypes", "float64", *THREE_ROUNDS,
-            "--backends", "numpy"]
+            "--backends", NUMPY]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    if legacy:
+        as_before_the_split(tmp_path / "a")
+    capsys.readouterr()
     assert main([*args, "--out", str(tmp_path / "b"), "--baseline", str(tmp_path / "a")]) == 0
-    repro = pd.read_csv(tmp_path / "b" / "reproducibility.csv")   # numpy's roofline fraction:
+    repro = pd.read_csv(tmp_path / "b" / "reproducibility.csv")   # numpy_fast's roofline
     assert len(repro) == 1 and {"value_baseline", "value", "change"} <= set(repro.columns)
-    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
-    assert summary["targets"]["ratios_reproducible"]["compared"] == 1
-    assert "ratios within 5%" in capsys.readouterr().out
+    assert list(repro.backend) == [NUMPY]
+    target = json.loads((tmp_path / "b" / "summary.json").read_text()
+                        )["targets"]["ratios_reproducible"]
+    assert target["compared"] == 1
+    assert target["renamed"] == ({"numpy": NUMPY} if legacy else {})
+    out = capsys.readouterr().out
+    note = f"the baseline's NumPy contestant 'numpy' is compared as '{NUMPY}'"
+    assert "ratios within 5%" in out and (note in out) == legacy
+    assert main(["report", str(tmp_path / "b")]) == 0
+    assert (note in (tmp_path / "b" / "report.md").read_text()) == legacy
+
+
+@pytest.mark.parametrize("summary, timed, expected", [
+    ({}, {"numpy", "torch"}, {"numpy": NUMPY}),               # before the split
+    ({}, {"torch"}, {}),                                       # ... without the contestant
+    ({"numpy_contestant": NUMPY}, {"numpy", NUMPY}, {}),       # `numpy` is the textbook one
+    ({"numpy_contestant": "numpy_old"}, {"numpy_old"}, {"numpy_old": NUMPY}),
+])
+def test_the_numpy_contestant_is_matched_by_role(summary, timed, expected):
+    assert bench_repro.renames(summary, timed) == expected
+
+
+def test_a_baseline_from_before_the_split_is_not_the_textbook_backend(tmp_path, capsys):
+    """Its `numpy` was the tuned backend: a bench of today's `numpy` cannot use it."""
+    args = ["bench", "--shapes", "16-8-3:4", "--dtypes", "float64", *THREE_ROUNDS]
+    assert main([*args, "--backends", NUMPY, "--out", str(tmp_path / "a")]) == 0
+    as_before_the_split(tmp_path / "a")
+    capsys.readouterr()
+    assert main([*args, "--backends", "numpy", "--out", str(tmp_path / "b"),
+                 "--baseline", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"measured with backends ['{NUMPY}'] (the baseline's" in err[0]
 
 
 @pytest.mark.parametrize("extra, baseline, message", [
@@ -234,13 +302,13 @@ def test_bench_baseline_writes_the_comparison(tmp_path, capsys):
     (["--shapes", "32-8-3:4"], "a", "shares no shape and dtype"),
     (["--threads", "1"], "a", "was measured with backends"),
     (["--in-process"], "a", "was measured with backends"),
-    (["--backends", "numpy,numpy,sklearn"], "a", "was measured with backends ['numpy']"),
+    (["--backends", f"{NUMPY},{NUMPY},sklearn"], "a", f"was measured with backends ['{NUMPY}']"),
     ([], "damaged", "is damaged"),
 ])
 def test_bad_baseline_is_a_one_line_error_before_any_timing(tmp_path, capsys, extra,
                                                             baseline, message):
     base = ["bench", "--shapes", "16-8-3:4", "--dtypes", "float64", *THREE_ROUNDS,
-            "--backends", "numpy", "--threads", "2"]
+            "--backends", NUMPY, "--threads", "2"]
     assert main([*base, "--out", str(tmp_path / "a")]) == 0
     damaged = tmp_path / "damaged"
     damaged.mkdir()
@@ -252,3 +320,17 @@ def test_bad_baseline_is_a_one_line_error_before_any_timing(tmp_path, capsys, ex
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--baseline" in err[0] and message in err[0]
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.skipif(len(getattr(os, "sched_getaffinity", lambda _: ())(0)) < 2,
+                    reason="pinning needs CPU affinity and two cores")
+def test_a_refused_baseline_leaves_the_process_unpinned(tmp_path, capsys):
+    """`--threads 1` pins the bench's process to one core; a run refused before timing must
+    not, or every later test (and its subprocesses) would run on one core."""
+    base = ["bench", "--shapes", "16-8-3:4", "--dtypes", "float64", *THREE_ROUNDS,
+            "--backends", NUMPY, "--threads", str(len(os.sched_getaffinity(0)))]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 0
+    cores = os.sched_getaffinity(0)
+    assert main([*base, "--threads", "1", "--out", str(tmp_path / "b"),
+                 "--baseline", str(tmp_path / "a")]) == 2
+    assert os.sched_getaffinity(0) == cores

@@ -12,9 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import harness.parity as run_module
 from harness import parity
-from harness.registry import backend_class, missing_framework
+from harness.registry import missing_framework
 from harness.spec import from_dict, sweep
 from harness.verify import oracle, verdict
 from harness.verify import tolerances as tol
@@ -26,16 +25,8 @@ DEEP = spec_from(model=mlp([(6, "tanh"), (5, "tanh"), (4, "tanh")], (3, "softmax
 TORCH = missing_framework("torch") is None
 
 
-def inject(monkeypatch, cls: type) -> None:
-    """Make `cls` runnable under its name next to the registered backends."""
-    monkeypatch.setattr(run_module, "backend_class",
-                        lambda n: cls if n == cls.name else backend_class(n))
-    monkeypatch.setattr(run_module, "missing_framework",
-                        lambda n: None if n == cls.name else missing_framework(n))
-
-
-def summary_of(spec, names) -> dict:
-    return parity.summarize(parity.run_variant(spec, names, progress=False))
+def summary_of(spec, backends) -> dict:
+    return parity.summarize(parity.run_variant(spec, backends, progress=False))
 
 
 def checks(summary: dict, status: str) -> dict[tuple[str, str], dict]:
@@ -53,9 +44,8 @@ class DeepTensorOff(NumpyFast):
         return value
 
 
-def test_a_1e9_error_in_one_deep_tensor_disagrees(monkeypatch):
-    inject(monkeypatch, DeepTensorOff)
-    summary = summary_of(DEEP, ["numpy", "broken"])
+def test_a_1e9_error_in_one_deep_tensor_disagrees():
+    summary = summary_of(DEEP, ["numpy", DeepTensorOff])
     assert summary["verdict"] == "disagree"
     grad = checks(summary, "fail")[("gradients", "broken")]
     assert (grad["first_step"], grad["first_parameter"]) == (0, "W0")
@@ -86,9 +76,8 @@ class OutputsOff(NumpyFast):
 @pytest.mark.parametrize(("cls", "check", "quantity"),
                          [(LossValueOff, "loss_value", "loss"),
                           (OutputsOff, "evaluate", "eval_outputs")])
-def test_value_only_errors_disagree(monkeypatch, cls, check, quantity):
-    inject(monkeypatch, cls)
-    summary = summary_of(DEEP, ["numpy", "broken"])
+def test_value_only_errors_disagree(cls, check, quantity):
+    summary = summary_of(DEEP, ["numpy", cls])
     assert summary["verdict"] == "disagree"
     failed = checks(summary, "fail")
     assert set(failed) == {(check, "broken")}
@@ -108,10 +97,9 @@ class Float32Off(NumpyFast):
         return value
 
 
-def test_a_float32_only_error_disagrees_in_float32_alone(monkeypatch):
-    inject(monkeypatch, Float32Off)
-    assert summary_of(DEEP, ["numpy", "broken"])["verdict"] == "agree"
-    f32 = summary_of(float32(DEEP), ["numpy", "broken"])
+def test_a_float32_only_error_disagrees_in_float32_alone():
+    assert summary_of(DEEP, ["numpy", Float32Off])["verdict"] == "agree"
+    f32 = summary_of(float32(DEEP), ["numpy", Float32Off])
     assert f32["verdict"] == "disagree"
     assert checks(f32, "fail")[("gradients", "broken")]["first_parameter"] == "b3"
 
@@ -130,19 +118,13 @@ def test_every_other_backend_skipped_is_not_compared():
     assert summary["verdict"] == "not_compared"
 
 
-class Twin(NumpyFast):
-    """A second, correct NumPy instance under another name: a comparison partner."""
-    name: ClassVar[str] = "twin"
-
-
-def test_early_stop_before_a_check_step_is_not_compared(monkeypatch):
+def test_early_stop_before_a_check_step_is_not_compared():
     """The check the spec asks for at the last step never runs: early stopping (a minimum
     improvement no epoch can make) ends the run after two epochs."""
-    inject(monkeypatch, Twin)
     spec = spec_from(data={"name": "spirals", "n_samples": 60, "validation": 0.2},
                      training={"epochs": 6, "grad_check_steps": [0, 17],
                                "early_stopping": {"patience": 2, "min_delta": 1e9}})
-    summary = summary_of(spec, ["numpy", "twin"])
+    summary = summary_of(spec, ["numpy", "numpy_fast"])
     assert summary["verdict"] == "not_compared"
     grads = next(c for c in summary["checks"] if c["check"] == "gradients")
     assert grads["status"] == "not_run"

@@ -12,10 +12,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from harness.bench.suite import ROOFLINE
+from harness.bench.suite import NUMPY, ROOFLINE
 
 STYLE = {ROOFLINE: {"color": "black", "linestyle": "--", "marker": ""},
-         "numpy": {"color": "tab:blue", "marker": "o"},
+         NUMPY: {"color": "tab:blue", "marker": "o"},
          "torch": {"color": "tab:red", "marker": "s"},
          "jax": {"color": "tab:green", "marker": "^"}}
 

@@ -1,6 +1,6 @@
 """`harness report` on a bench folder: report.md with the machine, the issue's targets as
-measured, the step-time table (the one the README quotes) and the plot. Reads the stored
-tables alone, like every report."""
+measured, the step-time table and the plot. Reads the stored tables alone, like every
+report."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pandas as pd
 
 from harness import results
 from harness.bench.plot import write_plot
-from harness.bench.suite import ROOFLINE
+from harness.bench.repro import rename_note
+from harness.bench.suite import NUMPY, ROOFLINE
 from harness.plots import folder as plots
 
 REPORT = "report.md"
@@ -25,15 +26,16 @@ def _ratio(value: float) -> str:
 
 
 def step_table(bench: pd.DataFrame, vs: pd.DataFrame) -> str:
-    """Median step time (ms) per backend at every point, with NumPy's two headline ratios."""
+    """Median step time (ms) per backend at every point, with the NumPy contestant's two
+    headline ratios."""
     backends = [b for b in dict.fromkeys(bench.backend) if b != ROOFLINE]
-    lines = [f"| shape:batch | dtype | roofline | {' | '.join(backends)} | numpy / fastest "
-             "framework | roofline / numpy |",
+    lines = [f"| shape:batch | dtype | roofline | {' | '.join(backends)} | {NUMPY} / fastest "
+             f"framework | roofline / {NUMPY} |",
              "|---|---|---|" + "---|" * len(backends) + "---|---|"]
     for (shape, dtype), point in bench.groupby(["shape", "dtype"], sort=False):
         by = point.set_index("backend")
         ratio = vs[(vs["shape"] == shape) & (vs["dtype"] == dtype)]["numpy_vs_fastest_framework"]
-        roof = by.roofline_fraction.get("numpy", float("nan"))
+        roof = by.roofline_fraction.get(NUMPY, float("nan"))
         times = " | ".join(_ms(by.median_s.get(b, float("nan"))) for b in backends)
         lines.append(f"| {shape} | {dtype} | {_ms(by.median_s[ROOFLINE])} | {times} | "
                      f"{_ratio(ratio.iloc[0])} | {_ratio(roof)} |")
@@ -41,8 +43,9 @@ def step_table(bench: pd.DataFrame, vs: pd.DataFrame) -> str:
 
 
 def machine_line(meta: dict, summary: dict, bench: pd.DataFrame) -> str:
-    """Where, with what, and how it was measured: versions of the frameworks timed only."""
-    packages, timed = meta.get("packages", {}), set(bench["backend"])
+    """Where, with what, and how it was measured: NumPy's version (the roofline is always
+    timed) and those of the frameworks timed."""
+    packages, timed = meta.get("packages", {}), {"numpy", *bench["backend"]}
     versions = ", ".join(f"{p} {packages[p]}" for p in ("numpy", "torch", "jax")
                          if p in packages and p in timed)
     where = "all in one process" if summary["in_process"] else "each backend in its own process"
@@ -58,10 +61,13 @@ def machine_line(meta: dict, summary: dict, bench: pd.DataFrame) -> str:
 
 def target_detail(t: dict) -> str:
     """How a target came out, after its verdict: "(worst 1.04 at SHAPE DTYPE, target 1.0)",
-    and for the reproducibility target how many ratios stayed within it of which baseline."""
+    and for the reproducibility target how many ratios stayed within it of which baseline,
+    and which of the baseline's backends had another name."""
     where = f"{t['shape']} {t['dtype']}" + (f" {t['ratio']}" if "ratio" in t else "")
     extra = (f"; {t['within']} of {t['compared']} ratios within {t['target']:.0%} of "
              f"`{t['baseline']}`" if "within" in t else "")
+    if t.get("renamed"):
+        extra += f"; {rename_note(t['renamed'])}"
     return f"(worst {t['worst']:.2f} at {where}, target {t['target']}{extra})"
 
 

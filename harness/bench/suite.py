@@ -26,6 +26,11 @@ DEFAULT_SHAPES = ("64-64-10:32", "64-64-64-10:1024", "256-256-256-10:128", "784-
                   "512-512-512-512-512-10:256", "1024-1024-1024-10:512", "2048-2048-10:256",
                   "256-256-256-256-256-256-256-256-10:64")
 ROOFLINE = "roofline"
+# The NumPy contestant is the tuned backend; `numpy`, the textbook one, is the reference of
+# comparisons, not of speed (it can still be timed with --backends).
+NUMPY = "numpy_fast"
+FRAMEWORKS = ("torch", "jax")
+DEFAULT_BACKENDS = (NUMPY, *FRAMEWORKS)
 BENCH_LR = 1e-4               # small: the weights stay put, so no NaN/denormal slow paths
 BENCH_SEED = 0
 

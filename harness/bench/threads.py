@@ -17,13 +17,9 @@ import os
 import sys
 
 ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-# OpenBLAS's idle threads spin for 2^n cycles before they sleep: by default n = 28, ~0.1 s on
-# the 2-core machine. Measured in `harness bench` (512-512-512-512-512-10:256 float32 beside
-# 64-64-64-10:1024, 21 rounds): with that spin in the roofline's process, JAX's step took
-# 12.8-16.6 ms in nine runs, although each sample waits the spin out (`timing.quiesce`);
-# with 2^20 or 2^22 cycles (~0.4 or 1.6 ms) 9.1-10.7 ms in four, as in a bench of that shape
-# alone, while the roofline's own 64-64-64-10:1024 time stayed at 0.32 ms: that still bridges
-# the gaps between the products of one step. 2^4 (OpenBLAS's least) cost it 30% (0.42 ms).
+# OpenBLAS's idle threads spin 2^n cycles before they sleep (default n = 28, ~0.1 s), which
+# slowed the next contestant; 2^20 (~0.4 ms) still bridges the gaps between one step's
+# products. The measurements: docs/benchmarking.md.
 BLAS_SPIN_EXPONENT = 20
 _state: dict = {}
 

@@ -15,8 +15,8 @@ same way in spirit: sync before the clock stops, the first, compiling step apart
    contestants, within rounds) are still uncertain by more than `precision` (half-width of
    a 95% confidence interval of their median, relative) gets further rounds, still
    interleaved with the other such points, until it is precise or has `max_rounds`. A
-   contestant with sporadic slow calls (XLA on 2 cores: a quarter of its calls 20-50% slow)
-   needs more samples before its median stops moving; a steady point costs no extra time.
+   contestant with sporadic slow calls needs more samples before its median stops moving;
+   a steady point costs no extra time.
 5. Statistics: median and interquartile range of the samples, and each backend's ratio to
    the fastest one *within the same round*, whose median is the reported ratio. A step time
    is therefore a typical step, not total time / steps: a cost that recurs only every few
@@ -25,6 +25,7 @@ same way in spirit: sync before the clock stops, the first, compiling step apart
 The timed callables record nothing (no gradients, no copies to NumPy): a timing measures
 the framework, not the harness. Contestants may live in other processes (see
 harness.bench.workers): the clock then runs beside the work and only the result crosses over.
+What was measured to arrive at this protocol: docs/benchmarking.md.
 """
 
 from __future__ import annotations
@@ -47,11 +48,8 @@ class Protocol:
 
 
 # After a sample, a contestant's process counts as idle once its threads together burn less
-# than QUIET_CPU of one core over a QUIET_WINDOW. Measured on the 2-core machine after a
-# 784-256-256-10 step: OpenBLAS keeps one core spinning for ~0.11 s by default (its 2^28-cycle
-# thread timeout; bench workers cap it, see threads.BLAS_SPIN_EXPONENT), torch's OpenMP for
-# ~0.01 s, XLA not at all. Waiting for exactly that long, per contestant, replaces a fixed
-# pause that had to cover the worst of them every time.
+# than QUIET_CPU of one core over a QUIET_WINDOW: each thread pool spins for its own time after
+# its work, so waiting for exactly that, per contestant, beats a fixed pause sized for the worst.
 QUIET_WINDOW = 0.01                       # seconds per look at the process's CPU time
 QUIET_CPU = 0.2                           # fraction of one core that still counts as idle
 QUIET_LIMIT = 1.0                         # give up waiting after this many seconds
@@ -103,7 +101,7 @@ def local(name: str, call: Callable[[], object], sync: Callable[[], None] = lamb
     a stall of the shared machine (another tenant, the host) lands on a call or two and is
     outvoted, where it would inflate a sample timed as one block. A training step returns
     its loss as a Python float, so each call is synchronous anyway; the extra `sync` per call
-    costs about 2 us for JAX (block_until_ready on the parameters), 1-2% of its smallest step."""
+    guards a backend that returns before its work is done, at a cost of microseconds."""
     def sample(n: int) -> float:
         times = np.empty(n)
         for i in range(n):

@@ -1,12 +1,11 @@
 """Benchmark contestants in their own processes, driven in interleaved rounds.
 
-Measured on the 2-core development machine: in one process, the frameworks' thread pools
-fight (OpenBLAS's and torch's OpenMP threads keep spinning after each call), and
-torch's 784-256-256-10 step took 3.3 ms interleaved against 1.4 ms alone. One spawned
-process per contestant removes that; the parent still interleaves the rounds (A B C, B C A,
-...), so drift in the machine's load hits all alike. A worker stays alive for the whole
-bench and holds a contestant for every shape, so each framework is imported once and
-the rounds can visit the shapes in turn.
+In one process the frameworks' thread pools fight (OpenBLAS's and torch's OpenMP threads
+keep spinning after each call; docs/benchmarking.md has the numbers). One spawned process
+per contestant removes that; the parent still interleaves the rounds (A B C, B C A, ...), so
+drift in the machine's load hits all alike. A worker stays alive for the whole bench and
+holds a contestant for every shape, so each framework is imported once and the rounds can
+visit the shapes in turn.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
 """`harness conformance NAME`: the suite a backend must pass before its numbers are compared.
 
-`cases` holds the cases, `suite` runs them, `closed_form` states the optimizer steps the
-optimizer cases expect in closed form."""
+`candidates` holds the specs the cases run on, `cases` the cases, `suite` runs them. The
+reference is the textbook `numpy` backend; the optimizer cases expect what `harness.optim`
+computes."""

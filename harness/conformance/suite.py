@@ -1,10 +1,11 @@
-"""The backend conformance suite, as data: named checks, each a function of a backend name.
+"""The backend conformance suite, as data: named cases, each a function of a backend name.
 
-The checks themselves are in harness/conformance_checks.py. A check returns a one-line detail
+The cases themselves are in harness/conformance/cases.py. A case returns a one-line detail
 when the backend keeps the contract of harness/backend.py, raises AssertionError (with the
-numbers) when it does not, and raises Skip when it cannot run here: framework missing, or no
-spec within the backend's declared capabilities. A skip is reported with its reason and never
-counts as a pass. `harness conformance NAME` runs them all; tests/test_conformance.py runs the
+numbers) when it does not, and raises Skip when it cannot run here: framework missing, no
+spec within the backend's declared capabilities, or a comparison of the reference with
+itself. A skip is reported with its reason and never counts as a pass.
+`harness conformance NAME` runs them all; tests/test_conformance.py runs the
 same functions for every registered backend.
 """
 
@@ -16,12 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from harness.conformance import closed_form
+from harness.conformance import candidates
 from harness.conformance.cases import (
     REFERENCE,
     Skip,
     deterministic,
     evaluate_consistency,
+    evaluate_vs_reference,
     frozen_bias,
     grad_shapes,
     grads_vs_finite_differences,
@@ -60,9 +62,10 @@ CASES: tuple[Case, ...] = (
     *(Case(f"grad_shapes_{d}", partial(grad_shapes, dtype=d)) for d in DTYPES),
     Case("grads_vs_finite_differences", grads_vs_finite_differences),
     Case(f"grads_vs_{REFERENCE}", grads_vs_reference),
-    *(Case(f"optimizer_{c}", partial(optimizer_case, case=c)) for c in closed_form.CASES),
+    *(Case(f"optimizer_{c}", partial(optimizer_case, case=c)) for c in candidates.CONVENTIONS),
     Case(f"trajectory_vs_{REFERENCE}", trajectory_vs_reference),
     Case("evaluate_consistency", evaluate_consistency),
+    Case(f"evaluate_vs_{REFERENCE}", evaluate_vs_reference),
     Case("deterministic", deterministic),
     Case("frozen_bias", frozen_bias),
     Case("timing_smoke", timing_smoke),

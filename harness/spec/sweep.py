@@ -138,12 +138,16 @@ def load(path: str | Path, overrides: dict[str, Any] | None = None) -> list[Spec
     """Read, expand and validate a spec file; `overrides` (e.g. {"dtype": "float32"}) are set
     on the top-level table first, as if written in the file."""
     path = Path(path)
-    raw = read_toml(path)
-    raw.update(overrides or {})
+    return expand({**read_toml(path), **(overrides or {})}, path.parent)
+
+
+def expand(raw: dict[str, Any], base: Path = Path(".")) -> list[Spec]:
+    """One validated Spec per sweep point of a parsed spec document (the Python API's dict
+    specs); `base` resolves relative file paths."""
     specs = []
     for i, (label, variant) in enumerate(_variants(raw)):
         try:
-            spec = _validated(variant, path.parent)
+            spec = _validated(variant, base)
         except SpecError as err:
             if not label:
                 raise

@@ -1,6 +1,7 @@
-"""What the conformance suite feeds every backend and what it expects back, written without
-any backend: candidate spec tables (most demanding first), and two steps of every optimizer
-convention in closed form, by hand, independently of harness/optim.py.
+"""The specs the conformance cases run on, as data: candidate spec tables (most demanding
+first, so a backend is checked on the richest spec it supports) and one optimizer table per
+convention. The optimizer cases expect what `harness.optim`, the definition, computes; its
+maths is checked apart, against hand-derived closed forms (tests/test_optimizers.py).
 
 eps is large (1e-3) so that where eps goes (inside or outside the square root, on the
 bias-corrected or the raw second moment) visibly changes the result.
@@ -10,8 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from itertools import product
-
-import numpy as np
 
 LR, MU, RHO, B1, B2, EPS, WD = 0.05, 0.9, 0.9, 0.8, 0.95, 1e-3, 0.1
 SEED, SAMPLES, BATCH, SPEC_LR, L2, DROP, FROZEN_BIAS = 3, 60, 16, 0.1, 0.01, 0.2, 0.5
@@ -28,7 +27,7 @@ FROZEN_OPTIMIZERS = ({"name": "momentum", "weight_decay": WD}, {"name": "momentu
                      {"name": "sgd"})
 
 # convention name -> the [optimizer] table of a spec that selects it
-CASES: dict[str, dict] = {
+CONVENTIONS: dict[str, dict] = {
     "sgd": {"name": "sgd"},
     "momentum": {"name": "momentum", "momentum": MU},
     "nesterov": {"name": "momentum", "momentum": MU, "nesterov": True},
@@ -42,43 +41,6 @@ CASES: dict[str, dict] = {
     "adamw": {"name": "adam", "beta1": B1, "beta2": B2, "eps": EPS, "weight_decay": WD},
     "momentum_decoupled_decay": {"name": "momentum", "momentum": MU, "weight_decay": WD},
 }
-
-
-def _momentum(opt: dict, g1: np.ndarray, g2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    v1, v2 = g1, MU * g1 + g2
-    return (g1 + MU * v1, g2 + MU * v2) if opt.get("nesterov") else (v1, v2)
-
-
-def _rmsprop(opt: dict, g1: np.ndarray, g2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    s1 = (1 - RHO) * g1**2
-    s2 = RHO * s1 + (1 - RHO) * g2**2
-    if opt.get("eps_placement") == "inside":
-        return g1 / np.sqrt(s1 + EPS), g2 / np.sqrt(s2 + EPS)
-    return g1 / (np.sqrt(s1) + EPS), g2 / (np.sqrt(s2) + EPS)
-
-
-def _adam(opt: dict, g1: np.ndarray, g2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    m1, v1 = (1 - B1) * g1, (1 - B2) * g1**2
-    m2, v2 = B1 * m1 + (1 - B1) * g2, B2 * v1 + (1 - B2) * g2**2
-    if opt.get("bias_correction") == "folded":
-        return (np.sqrt(1 - B2) / (1 - B1) * m1 / (np.sqrt(v1) + EPS),
-                np.sqrt(1 - B2**2) / (1 - B1**2) * m2 / (np.sqrt(v2) + EPS))
-    if opt.get("eps_placement") == "inside":
-        return (m1 / (1 - B1) / np.sqrt(v1 / (1 - B2) + EPS),
-                m2 / (1 - B1**2) / np.sqrt(v2 / (1 - B2**2) + EPS))
-    return (m1 / (1 - B1) / (np.sqrt(v1 / (1 - B2)) + EPS),
-            m2 / (1 - B1**2) / (np.sqrt(v2 / (1 - B2**2)) + EPS))
-
-
-def two_steps(case: str, p0: np.ndarray, g1: np.ndarray, g2: np.ndarray) -> np.ndarray:
-    """p2 after two steps of convention `case`: gradient g1 at p0, then g2 at p1."""
-    opt = CASES[case]
-    directions = {"sgd": lambda o, a, b: (a, b), "momentum": _momentum, "rmsprop": _rmsprop,
-                  "adam": _adam}
-    d1, d2 = directions[opt["name"]](opt, g1, g2)
-    wd = opt.get("weight_decay", 0.0)
-    p1 = p0 - LR * (d1 + wd * p0)
-    return p1 - LR * (d2 + wd * p1)
 
 
 def table(hidden: tuple[str, ...], loss: str, optimizer: dict, sizes: tuple[int, ...],
@@ -104,9 +66,9 @@ def main_tables() -> Iterator[dict]:
 
 
 def optimizer_tables(case: str) -> Iterator[dict]:
-    """One small hidden layer trained with convention `case` at the closed form's LR."""
+    """One small hidden layer trained with optimizer convention `case` at learning rate LR."""
     for hidden, loss in product(HIDDEN1, LOSS_DATA):
-        yield table(hidden, loss, CASES[case], (4,), lr=LR)
+        yield table(hidden, loss, CONVENTIONS[case], (4,), lr=LR)
 
 
 def frozen_tables() -> Iterator[dict]:
