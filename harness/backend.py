@@ -12,6 +12,7 @@ Invariants every backend keeps (the conformance suite checks each of them):
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -20,6 +21,13 @@ import numpy as np
 from harness.data import Batch
 from harness.params import Params
 from harness.spec import ACTIVATIONS, DTYPES, LOSSES, OPTIMIZERS, Spec
+
+# One layer's operands of the bench's matrix products: (h, W, delta), NumPy, the run's dtype.
+Operands = tuple[np.ndarray, np.ndarray, np.ndarray]
+# (call, sync): `call()` does the products and returns them, [(h @ W, h^T @ delta,
+# delta @ W^T or None for the first layer), ...] in the library's arrays; `sync()` waits until
+# they are done.
+Products = tuple[Callable[[], object], Callable[[], None]]
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,21 @@ class Backend(abc.ABC):
 
     def sync(self) -> None:
         """Block until queued device work is done (so a timer can stop). Default: nothing."""
+        return None
+
+    @classmethod
+    def gemm(cls, operands: list[Operands], device: str = "cpu") -> Products | None:
+        """Optional, for `harness bench`'s machine roofline: the matrix products a training
+        step needs, done by this backend's own library on operands converted once (not
+        timed). For every layer (h, W, delta): the forward product h @ W and the weight
+        gradient h^T @ delta, and for every layer but the first the input gradient
+        delta @ W^T. None (the default): the backend has no library of its own beyond NumPy,
+        whose products the bench times itself."""
+        return None
+
+    @classmethod
+    def gemm_library(cls) -> str | None:
+        """Which library does `gemm`'s products here (e.g. "MKL"), for the bench's meta.json."""
         return None
 
     @classmethod

@@ -25,6 +25,7 @@ from harness.version import __version__
 PACKAGES = ("numpy", "pandas", "matplotlib", "torch", "jax", "jaxlib", "optax", "scikit-learn",
             "threadpoolctl")
 SEED_PURPOSES = ("init", "data", "split", "shuffle", "dropout")
+FMA_UNITS = 2        # FMA pipes per core assumed by cpu_peak: Skylake-SP Xeons, Zen 2+ EPYCs
 DICT_SOURCE = "(a dict passed to harness.run)"   # the spec_path of a spec given as a dict
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -37,6 +38,26 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def cpu_peak() -> dict | None:
+    """The CPU's theoretical peak GFLOP/s per dtype from /proc/cpuinfo: cores x clock x SIMD
+    lanes x 2 (one fused multiply-add) x FMA_UNITS. An upper bound: a core here may be a
+    hyperthread, the clock under load differs, and a CPU may split wide vectors in two. None
+    where /proc/cpuinfo says too little."""
+    try:
+        first = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
+        info = {k.strip(): v.strip() for k, _, v in
+                (line.partition(":") for line in first.splitlines())}
+        flags, ghz = info["flags"].split(), float(info["cpu MHz"]) / 1000
+    except (OSError, KeyError, ValueError):
+        return None
+    bits = 512 if "avx512f" in flags else 256 if "fma" in flags else 128
+    cores = os.cpu_count() or 1
+    return {"cores": cores, "clock_ghz": round(ghz, 3), "simd_bits": bits,
+            "fma_units_assumed": FMA_UNITS,
+            "gflops": {dtype: round(cores * ghz * bits / size * 2 * FMA_UNITS, 1)
+                       for dtype, size in (("float32", 32), ("float64", 64))}}
 
 
 def versions() -> dict[str, str | None]:
@@ -59,11 +80,25 @@ def blas() -> dict:
         info["numpy_blas"] = None
     try:
         from threadpoolctl import threadpool_info
-        info["threadpools"] = [{k: p.get(k) for k in ("internal_api", "num_threads", "version")}
+        info["threadpools"] = [{k: p.get(k) for k in ("internal_api", "num_threads", "version",
+                                                      "architecture", "threading_layer")}
                                for p in threadpool_info()]
     except ImportError:
         info["threadpools"] = None
     return info
+
+
+def numpy_gemm_library() -> str:
+    """NumPy's BLAS as it runs here: library, version and the kernel it picked (threadpoolctl's
+    `architecture`: OpenBLAS's SkylakeX, Haswell, Zen, ...)."""
+    pools = [p for p in blas()["threadpools"] or [] if p.get("internal_api") not in
+             (None, "openmp")]
+    if not pools:
+        build = blas()["numpy_blas"] or {}
+        return f"numpy {np.__version__}: {build.get('name', 'unknown BLAS')} (build)"
+    p = pools[0]
+    kernel = f", {p['architecture']} kernel" if p.get("architecture") else ""
+    return f"numpy {np.__version__}: {p['internal_api']} {p.get('version')}{kernel}"
 
 
 def framework_flags() -> dict:

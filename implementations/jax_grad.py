@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from harness.backend import Backend, Capabilities, trainable_mask
+from harness.backend import Backend, Capabilities, Operands, Products, trainable_mask
 from harness.data import Batch
 from harness.params import Params
 from harness.spec import Layer, Spec
@@ -208,3 +208,36 @@ class JaxGrad(Backend):
 
     def sync(self) -> None:
         self._block(self._params)
+
+    @classmethod
+    def gemm(cls, operands: list[Operands], device: str = "cpu") -> Products:
+        """The step's products in one jitted function (see Backend.gemm); XLA allocates the
+        results, as it does inside a training step."""
+        import jax
+
+        jax.config.update("jax_enable_x64", True)      # keeps float64 operands float64
+        target = jax.devices("gpu" if device == "cuda" else "cpu")[0]
+        arrays = jax.device_put([tuple(ops) for ops in operands], target)
+
+        @jax.jit
+        def products(layers: list) -> list:
+            return [(h @ w, h.T @ d, d @ w.T if i > 0 else None)
+                    for i, (h, w, d) in enumerate(layers)]
+
+        last: list = []
+
+        def call() -> list:
+            last[:] = [products(arrays)]
+            return last[0]
+        return call, lambda: jax.block_until_ready(last)
+
+    @classmethod
+    def gemm_library(cls) -> str:
+        """XLA's dot: Eigen's contraction kernels on CPU unless XLA_FLAGS route it to oneDNN."""
+        import jax
+        import jaxlib
+
+        platform = jax.devices()[0].platform
+        kernel = "Eigen contraction (XLA_FLAGS may route it to oneDNN)" if platform == "cpu" \
+            else platform
+        return f"jaxlib {jaxlib.__version__}: XLA:{platform.upper()} dot, {kernel}"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from harness.backend import Backend, Capabilities, trainable_mask
+from harness.backend import Backend, Capabilities, Operands, Products, trainable_mask
 from harness.data import Batch
 from harness.params import Params
 from harness.spec import Layer, Spec
@@ -171,3 +171,32 @@ class TorchAutograd(Backend):
     def sync(self) -> None:
         if self._cuda:
             self._torch.cuda.synchronize()
+
+    @classmethod
+    def gemm(cls, operands: list[Operands], device: str = "cpu") -> Products:
+        """The step's products by torch.matmul into preallocated tensors (see Backend.gemm)."""
+        import torch
+
+        tensors = [tuple(torch.as_tensor(a, device=device) for a in ops) for ops in operands]
+        outs = [(h.new_empty(h.shape[0], w.shape[1]), w.new_empty(w.shape), h.new_empty(h.shape))
+                for h, w, _ in tensors]
+
+        def call() -> list:
+            for i, ((h, w, d), (z, dw, dh)) in enumerate(zip(tensors, outs, strict=True)):
+                torch.matmul(h, w, out=z)
+                torch.matmul(h.T, d, out=dw)
+                if i > 0:
+                    torch.matmul(d, w.T, out=dh)
+            return [(z, dw, dh if i > 0 else None) for i, (z, dw, dh) in enumerate(outs)]
+        cuda = torch.device(device).type == "cuda"
+        return call, (torch.cuda.synchronize if cuda else lambda: None)
+
+    @classmethod
+    def gemm_library(cls) -> str:
+        """torch's BLAS as its build reports it (BLAS_INFO: mkl, openblas, ...)."""
+        import torch
+
+        config = torch.__config__.show()
+        blas = next((part.split("=", 1)[1] for part in config.replace(",", " ").split()
+                     if part.startswith("BLAS_INFO=")), "unknown")
+        return f"torch {torch.__version__}: BLAS {blas}"

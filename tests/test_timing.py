@@ -20,6 +20,7 @@ from harness.bench import repro as bench_repro
 from harness.bench import suite as bench
 from harness.bench import timing
 from harness.cli import main
+from harness.registry import backend_class
 
 THREE_ROUNDS = ["--rounds", "3", "--max-rounds", "3"]   # a fixed number: no extra rounds
 NUMPY = bench.NUMPY                                      # the NumPy contestant: numpy_fast
@@ -124,7 +125,7 @@ def test_bench_command_writes_results(tmp_path, capsys):
                  "--backends", NUMPY, "--out", str(out)])
     assert code == 0
     df = pd.read_csv(out / "bench.csv")
-    assert set(df.backend) == {NUMPY, "roofline"} and (df.median_s > 0).all()
+    assert set(df.backend) == {NUMPY, bench.NUMPY_GEMM, "roofline"} and (df.median_s > 0).all()
     numpy_row = df[df.backend == NUMPY].iloc[0]
     assert numpy_row.roofline_fraction_ci >= 0 and numpy_row.ratio_to_fastest_ci == 0.0
     samples = pd.read_csv(out / "samples.csv")
@@ -133,16 +134,22 @@ def test_bench_command_writes_results(tmp_path, capsys):
         df[df.backend == NUMPY].median_s.iloc[0])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["threads"] >= 1 and summary["numpy_contestant"] == NUMPY
-    assert summary["targets"]["numpy_roofline_at_large_shapes"] is None     # no large shape
+    assert summary["targets"]["numpy_own_products_at_large_shapes"] is None  # no large shape
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["gemm_libraries"][bench.NUMPY_GEMM].startswith(f"numpy {np.__version__}: ")
     assert (out / "bench.png").stat().st_size > 10_000
     assert "GFLOP/s" in capsys.readouterr().out
     assert main(["report", str(out)]) == 0
     report = (out / "report.md").read_text()
-    assert "## Targets" in report and "`numpy_roofline_at_large_shapes`" in report
-    assert f"| roofline | {NUMPY} | {NUMPY} / fastest framework | roofline / {NUMPY} |" in report
-    assert f"numpy {np.__version__};" in report          # the roofline's NumPy, always timed
+    assert "## Targets" in report and "`numpy_own_products_at_large_shapes`" in report
+    assert (f"| roofline | {bench.NUMPY_GEMM} | {NUMPY} | {NUMPY} / fastest framework | "
+            f"NumPy GEMMs / {NUMPY} | roofline / {NUMPY} |") in report
+    assert f"numpy {np.__version__};" in report          # NumPy's products are always timed
+    assert f"- `{bench.NUMPY_GEMM}`: numpy {np.__version__}: " in report     # its BLAS named
     row = next(line for line in report.splitlines() if line.startswith("| 16-8-3:4 | float64 |"))
-    assert row.endswith(f"| - | {numpy_row.roofline_fraction:.2f} |")    # no framework timed
+    assert f"({bench.NUMPY_GEMM}) |" in row                  # the library setting the roofline
+    assert row.endswith(f"| - (not judged) | {numpy_row.numpy_gemm_fraction:.2f} | "
+                        f"{numpy_row.roofline_fraction:.2f} |")            # no framework timed
     assert "(bench.png)" in report
 
 
@@ -194,23 +201,85 @@ def test_quiesce_waits_for_spinning_threads(monkeypatch):
 
 def test_roofline_fraction_is_paired_within_rounds():
     """The machine slows down 5x over three rounds; the roofline stays at 80% of numpy."""
-    timings = {bench.ROOFLINE: timing.Timing(bench.ROOFLINE, samples=[0.8, 1.6, 4.0]),
+    timings = {bench.NUMPY_GEMM: timing.Timing(bench.NUMPY_GEMM, samples=[0.8, 1.6, 4.0]),
                NUMPY: timing.Timing(NUMPY, samples=[1.0, 2.0, 5.0])}
     rows = bench.rows(bench.Shape.parse("4-2:1"), "float64", timings)
     numpy = next(r for r in rows if r["backend"] == NUMPY)
     assert numpy["roofline_fraction"] == pytest.approx(0.8)    # a ratio of medians: 0.8
 
 
+def test_the_roofline_is_the_fastest_library_in_each_round():
+    """torch's GEMM beats NumPy's in two rounds of three (MKL against OpenBLAS on a Xeon):
+    the roofline takes it there, so torch's step is not "faster than the roofline"."""
+    samples = {bench.NUMPY_GEMM: [1.0, 1.0, 1.0], f"{bench.GEMM}torch": [0.8, 0.9, 1.2],
+               NUMPY: [1.1, 1.1, 1.1], "torch": [0.85, 0.95, 1.25]}
+    timings = {n: timing.Timing(n, samples=s) for n, s in samples.items()}
+    rows = {r["backend"]: r for r in bench.rows(bench.Shape.parse("4-2:1"), "float64", timings)}
+    assert rows[bench.ROOFLINE]["median_s"] == 0.9 and \
+        rows[bench.ROOFLINE]["library"] == f"{bench.GEMM}torch"
+    assert rows["torch"]["roofline_fraction"] == pytest.approx(0.8 / 0.85)      # < 1
+    assert rows["torch"]["numpy_gemm_fraction"] == pytest.approx(1.0 / 0.95)    # > 1: NumPy's
+    assert rows[NUMPY]["numpy_gemm_fraction"] == pytest.approx(1.0 / 1.1)       # is no roof
+
+
+def _targets_frame(fraction: float, ci: float = 0.01) -> pd.DataFrame:
+    return pd.DataFrame({"shape": ["s"] * 2, "dtype": ["float64"] * 2,
+                         "backend": [NUMPY, "torch"], "gflop_per_step": [2.0, 2.0],
+                         "roofline_fraction": [0.8, fraction],
+                         "roofline_fraction_ci": [ci, ci],
+                         "numpy_gemm_fraction": [0.95, 1.1]})
+
+
+def test_a_step_faster_than_the_roofline_beyond_its_ci_fails_a_target():
+    vs = pd.DataFrame({"shape": ["s"], "dtype": ["float64"],
+                       "numpy_vs_fastest_framework": [0.9], "verdict": ["met"]})
+    assert bench_command.targets(_targets_frame(0.99), vs)["roofline_not_exceeded"]["passed"]
+    assert bench_command.targets(_targets_frame(1.05, ci=0.1), vs)[
+        "roofline_not_exceeded"]["passed"]                               # 1 within its CI
+    missed = bench_command.targets(_targets_frame(1.05), vs)["roofline_not_exceeded"]
+    assert not missed["passed"] and missed["backend"] == "torch"
+    machine = bench_command.targets(_targets_frame(0.99), vs)[
+        "numpy_machine_roofline_at_large_shapes"]
+    assert machine["passed"] is None and machine["worst"] == 0.8          # reported only
+
+
+@pytest.mark.parametrize("ratio, ci, gemm_ratio, gemm_ci, verdict", [
+    (0.9, 0.02, 1.0, 0.01, "met"),
+    (1.03, 0.05, 1.0, 0.01, "tie"),            # 1 within the ratio's 95% CI
+    (1.03, 0.01, 1.0, 0.01, "miss"),
+    (1.2, 0.01, 1.15, 0.02, "not judged"),     # NumPy's GEMMs slower beyond their CI
+    (1.2, 0.01, 1.01, 0.02, "miss"),           # ... but not when they tie
+    (float("nan"), float("nan"), float("nan"), float("nan"), "not judged"),
+])
+def test_numpy_against_the_frameworks_is_judged_where_their_gemms_compare(
+        ratio, ci, gemm_ratio, gemm_ci, verdict):
+    assert bench_command.judge(ratio, ci, gemm_ratio, gemm_ci) == verdict
+
+
+def test_the_framework_target_counts_ties_and_skips_unjudged_points():
+    vs = pd.DataFrame({"shape": ["a", "b", "c"], "dtype": ["float64"] * 3,
+                       "numpy_vs_fastest_framework": [0.9, 1.03, 1.2],
+                       "verdict": ["met", "tie", "not judged"]})
+    target = bench_command.targets(_targets_frame(0.99), vs)["numpy_vs_fastest_framework"]
+    assert target["passed"] and target["worst"] == 1.03 and target["shape"] == "b"
+    assert (target["met"], target["tie"], target["miss"], target["not judged"]) == (1, 1, 0, 1)
+    missed = bench_command.targets(_targets_frame(0.99), vs.assign(
+        verdict=["met", "miss", "not judged"]))["numpy_vs_fastest_framework"]
+    assert not missed["passed"] and missed["miss"] == 1
+
+
 def test_the_targets_judge_numpy_fast_not_the_textbook_backend():
     """Beside `numpy_fast`, a timed textbook `numpy` (5x slower here) decides no target."""
     timings = {name: timing.Timing(name, samples=[t] * 3)
                for name, t in ((NUMPY, 1.0), ("numpy", 5.0), ("torch", 2.0), ("jax", 4.0))}
-    assert bench_command.numpy_vs_frameworks(timings) == 0.5
+    assert bench_command.numpy_vs_frameworks(timings)["numpy_vs_fastest_framework"] == 0.5
     df = pd.DataFrame({"shape": ["s", "s"], "dtype": ["float64"] * 2, "backend": [NUMPY, "numpy"],
-                       "gflop_per_step": [2.0, 2.0], "roofline_fraction": [0.95, 0.19]})
-    vs = pd.DataFrame({"shape": ["s"], "dtype": ["float64"], "numpy_vs_fastest_framework": [0.5]})
-    roofline = bench_command.targets(df, vs)["numpy_roofline_at_large_shapes"]
-    assert roofline["passed"] and roofline["worst"] == 0.95
+                       "gflop_per_step": [2.0, 2.0], "roofline_fraction": [0.95, 0.19],
+                       "roofline_fraction_ci": [0.0, 0.0], "numpy_gemm_fraction": [0.95, 0.19]})
+    vs = pd.DataFrame({"shape": ["s"], "dtype": ["float64"], "numpy_vs_fastest_framework": [0.5],
+                       "verdict": ["met"]})
+    own = bench_command.targets(df, vs)["numpy_own_products_at_large_shapes"]
+    assert own["passed"] and own["worst"] == 0.95
 
 
 def _ratios(value: float, fastest: float = 1.0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -250,29 +319,51 @@ def as_before_the_split(folder: Path) -> None:
     (folder / "summary.json").write_text(json.dumps(summary))
 
 
-@pytest.mark.parametrize("legacy", [False, True], ids=["same-name", "before-the-split"])
-def test_bench_baseline_writes_the_comparison(tmp_path, capsys, legacy):
-    """A baseline from before the split timed numpy_fast as `numpy`: its rows are compared
-    as numpy_fast, and the console, summary.json and report.md say so."""
+def as_before_the_machine_roofline(folder: Path) -> None:
+    """Rewrite a bench folder as runs before the machine roofline wrote it: no `gemm:` rows,
+    no numpy_gemm_fraction, and a roofline that was NumPy's products alone."""
+    df = pd.read_csv(folder / "bench.csv")
+    numpy_gemm = df[df.backend == NUMPY].numpy_gemm_fraction.to_numpy()
+    df = df[~df.backend.str.startswith(bench.GEMM)].drop(columns=["numpy_gemm_fraction"])
+    df.loc[df.backend == NUMPY, "roofline_fraction"] = numpy_gemm
+    df.to_csv(folder / "bench.csv", index=False)
+
+
+NOTES = {"split": f"the baseline's NumPy contestant 'numpy' is compared as '{NUMPY}'",
+         "roofline": "the baseline's roofline was NumPy's products alone: its "
+                     "roofline_fraction is compared as numpy_gemm_fraction"}
+
+
+@pytest.mark.parametrize("legacy, compared, renamed", [
+    ((), {"roofline_fraction", "numpy_gemm_fraction"}, {}),
+    (("split",), {"roofline_fraction", "numpy_gemm_fraction"}, {"numpy": NUMPY}),
+    (("roofline",), {"numpy_gemm_fraction"}, bench_repro.LEGACY_ROOFLINE),
+], ids=["same-name", "before-the-split", "before-the-machine-roofline"])
+def test_bench_baseline_writes_the_comparison(tmp_path, capsys, legacy, compared, renamed):
+    """A baseline from before the split timed numpy_fast as `numpy`, one from before the
+    machine roofline had NumPy's products as its roofline: each is compared as what it
+    measured, and the console, summary.json and report.md say so."""
     args = ["bench", "--shapes", "16-8-3:4", "--dtypes", "float64", *THREE_ROUNDS,
             "--backends", NUMPY]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
-    if legacy:
+    if "roofline" in legacy:
+        as_before_the_machine_roofline(tmp_path / "a")
+    if "split" in legacy:
         as_before_the_split(tmp_path / "a")
     capsys.readouterr()
     assert main([*args, "--out", str(tmp_path / "b"), "--baseline", str(tmp_path / "a")]) == 0
-    repro = pd.read_csv(tmp_path / "b" / "reproducibility.csv")   # numpy_fast's roofline
-    assert len(repro) == 1 and {"value_baseline", "value", "change"} <= set(repro.columns)
-    assert list(repro.backend) == [NUMPY]
+    repro = pd.read_csv(tmp_path / "b" / "reproducibility.csv")
+    assert {"value_baseline", "value", "change"} <= set(repro.columns)
+    assert set(repro.backend) == {NUMPY} and set(repro.ratio) == compared
     target = json.loads((tmp_path / "b" / "summary.json").read_text()
                         )["targets"]["ratios_reproducible"]
-    assert target["compared"] == 1
-    assert target["renamed"] == ({"numpy": NUMPY} if legacy else {})
+    assert target["compared"] == len(compared) and target["renamed"] == renamed
     out = capsys.readouterr().out
-    note = f"the baseline's NumPy contestant 'numpy' is compared as '{NUMPY}'"
-    assert "ratios within 5%" in out and (note in out) == legacy
     assert main(["report", str(tmp_path / "b")]) == 0
-    assert (note in (tmp_path / "b" / "report.md").read_text()) == legacy
+    report = (tmp_path / "b" / "report.md").read_text()
+    assert "ratios within 5%" in out
+    for kind, note in NOTES.items():
+        assert (note in out) == (kind in legacy) == (note in report)
 
 
 @pytest.mark.parametrize("summary, timed, expected", [
@@ -334,3 +425,42 @@ def test_a_refused_baseline_leaves_the_process_unpinned(tmp_path, capsys):
     assert main([*base, "--threads", "1", "--out", str(tmp_path / "b"),
                  "--baseline", str(tmp_path / "a")]) == 2
     assert os.sched_getaffinity(0) == cores
+
+
+@pytest.mark.parametrize("name", ["numpy", *bench.FRAMEWORKS])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_librarys_products_are_the_steps_products(name, dtype):
+    """gemm:<library> computes h @ W, h^T @ delta and (but for the first layer) delta @ W^T,
+    in the run's dtype: a wrong transpose or a skipped product is caught."""
+    layers = bench.operands(bench.Shape.parse("5-4-3:6"), dtype)
+    if name == "numpy":
+        call, sync = bench.numpy_products(layers)
+    else:
+        pytest.importorskip(backend_class(name).framework)
+        call, sync = backend_class(name).gemm(layers)
+    got = call()
+    sync()
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    for i, ((h, w, d), (z, dw, dh)) in enumerate(zip(layers, got, strict=True)):
+        assert np.asarray(z).dtype == np.dtype(dtype)
+        np.testing.assert_allclose(np.asarray(z), h @ w, rtol=tol)
+        np.testing.assert_allclose(np.asarray(dw), h.T @ d, rtol=tol)
+        assert (dh is None) == (i == 0)
+        if i > 0:
+            np.testing.assert_allclose(np.asarray(dh), d @ w.T, rtol=tol)
+
+
+def test_a_framework_bench_times_its_own_gemm_and_names_its_blas(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "bench"
+    assert main(["bench", "--shapes", "16-8-3:4", "--dtypes", "float32", *THREE_ROUNDS,
+                 "--backends", f"{NUMPY},torch", "--in-process", "--out", str(out)]) == 0
+    df = pd.read_csv(out / "bench.csv")
+    assert set(df.backend) == {"roofline", bench.NUMPY_GEMM, f"{bench.GEMM}torch", NUMPY,
+                               "torch"}
+    roof = df[df.backend == "roofline"].iloc[0]
+    libraries = df[df.backend.str.startswith(bench.GEMM)]
+    assert roof.median_s <= libraries.median_s.min() * (1 + 1e-12)   # the per-round fastest
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["gemm_libraries"][f"{bench.GEMM}torch"].startswith("torch ")
+    assert "BLAS" in meta["gemm_libraries"][f"{bench.GEMM}torch"]

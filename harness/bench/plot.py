@@ -1,5 +1,6 @@
-"""The benchmark plot: achieved GFLOP/s against work per step, one line per backend, the
-NumPy matmul roofline drawn, one panel per dtype. Reads results/bench/bench.csv only."""
+"""The benchmark plot: achieved GFLOP/s against work per step, one line per backend, each
+library's products dotted and the machine roofline dashed, one panel per dtype. Reads
+results/bench/bench.csv only."""
 
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from harness.bench.suite import NUMPY, ROOFLINE
+from harness.bench.suite import GEMM, NUMPY, NUMPY_GEMM, ROOFLINE
 
 STYLE = {ROOFLINE: {"color": "black", "linestyle": "--", "marker": ""},
          NUMPY: {"color": "tab:blue", "marker": "o"},
          "torch": {"color": "tab:red", "marker": "s"},
-         "jax": {"color": "tab:green", "marker": "^"}}
+         "jax": {"color": "tab:green", "marker": "^"},
+         NUMPY_GEMM: {"color": "tab:blue", "linestyle": ":", "marker": ""},
+         f"{GEMM}torch": {"color": "tab:red", "linestyle": ":", "marker": ""},
+         f"{GEMM}jax": {"color": "tab:green", "linestyle": ":", "marker": ""}}
 
 
 def figure(df: pd.DataFrame, title: str) -> plt.Figure:
@@ -27,7 +31,8 @@ def figure(df: pd.DataFrame, title: str) -> plt.Figure:
     for ax, dtype in zip(axes[0], dtypes, strict=True):
         part = df[df.dtype == dtype].sort_values("gflop_per_step")
         for name, rows in part.groupby("backend", sort=False):
-            label = "roofline (NumPy matmuls only)" if name == ROOFLINE else name
+            label = "machine roofline (fastest library's matmuls)" if name == ROOFLINE \
+                else name
             ax.plot(rows.gflop_per_step, rows.gflops, label=label,
                     **STYLE.get(name, {"marker": "x"}))
         ax.set_xscale("log")

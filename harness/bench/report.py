@@ -26,20 +26,37 @@ def _ratio(value: float) -> str:
 
 
 def step_table(bench: pd.DataFrame, vs: pd.DataFrame) -> str:
-    """Median step time (ms) per backend at every point, with the NumPy contestant's two
-    headline ratios."""
-    backends = [b for b in dict.fromkeys(bench.backend) if b != ROOFLINE]
-    lines = [f"| shape:batch | dtype | roofline | {' | '.join(backends)} | {NUMPY} / fastest "
-             f"framework | roofline / {NUMPY} |",
-             "|---|---|---|" + "---|" * len(backends) + "---|---|"]
+    """Median time (ms) of every library's products and every backend's step at every point,
+    the roofline (the fastest library's products, and which), and the NumPy contestant's
+    headline ratios: against the fastest framework (with its verdict), against NumPy's own
+    products and against the machine roofline."""
+    contestants = [b for b in dict.fromkeys(bench.backend) if b != ROOFLINE]
+    lines = [f"| shape:batch | dtype | roofline | {' | '.join(contestants)} | {NUMPY} / "
+             f"fastest framework | NumPy GEMMs / {NUMPY} | roofline / {NUMPY} |",
+             "|---|---|---|" + "---|" * len(contestants) + "---|---|---|"]
     for (shape, dtype), point in bench.groupby(["shape", "dtype"], sort=False):
         by = point.set_index("backend")
-        ratio = vs[(vs["shape"] == shape) & (vs["dtype"] == dtype)]["numpy_vs_fastest_framework"]
+        vs_row = vs[(vs["shape"] == shape) & (vs["dtype"] == dtype)].iloc[0]
+        own = by.numpy_gemm_fraction.get(NUMPY, float("nan"))
         roof = by.roofline_fraction.get(NUMPY, float("nan"))
-        times = " | ".join(_ms(by.median_s.get(b, float("nan"))) for b in backends)
-        lines.append(f"| {shape} | {dtype} | {_ms(by.median_s[ROOFLINE])} | {times} | "
-                     f"{_ratio(ratio.iloc[0])} | {_ratio(roof)} |")
+        times = " | ".join(_ms(by.median_s.get(b, float("nan"))) for b in contestants)
+        lines.append(f"| {shape} | {dtype} | {_ms(by.median_s[ROOFLINE])} "
+                     f"({by.library[ROOFLINE]}) | {times} | "
+                     f"{_ratio(vs_row.numpy_vs_fastest_framework)} ({vs_row.verdict}) | "
+                     f"{_ratio(own)} | {_ratio(roof)} |")
     return "\n".join(lines)
+
+
+def library_lines(meta: dict) -> list[str]:
+    """Which library does each `gemm:` contestant's products, and the CPU's peak."""
+    lines = [f"- `{gemm}`: {lib}" for gemm, lib in meta.get("gemm_libraries", {}).items()]
+    peak = meta.get("cpu_peak")
+    if peak:
+        lines.append(f"- theoretical peak: {peak['gflops']['float32']:g} GFLOP/s float32, "
+                     f"{peak['gflops']['float64']:g} float64 ({peak['cores']} cores x "
+                     f"{peak['clock_ghz']:g} GHz x {peak['simd_bits']}-bit FMA x "
+                     f"{peak['fma_units_assumed']} FMA units assumed: an upper bound)")
+    return lines
 
 
 def machine_line(meta: dict, summary: dict, bench: pd.DataFrame) -> str:
@@ -68,17 +85,29 @@ def target_detail(t: dict) -> str:
              f"`{t['baseline']}`" if "within" in t else "")
     if t.get("renamed"):
         extra += f"; {rename_note(t['renamed'])}"
-    return f"(worst {t['worst']:.2f} at {where}, target {t['target']}{extra})"
+    if "miss" in t:
+        extra += (f"; {t['met']} met, {t['tie']} tied within the CI, {t['miss']} missed, "
+                  f"{t['not judged']} not judged (NumPy's GEMMs slower than the framework's)")
+    if "backend" in t:
+        where += f" {t['backend']}"
+    goal = "" if t["target"] is None else f", target {t['target']}"
+    return f"(worst {t['worst']:.2f} at {where}{goal}{extra})"
 
 
 def target_lines(targets: dict) -> list[str]:
-    return [f"- `{name}`: " + (f"**{'met' if t['passed'] else 'not met'}** {target_detail(t)}"
+    return [f"- `{name}`: " + (f"**{outcome(t)}** {target_detail(t)}"
                                if t else "n/a (no point of this run decides it)")
             for name, t in targets.items()]
 
 
+def outcome(t: dict) -> str:
+    """met / not met, or "reported" for a figure measured without a target."""
+    return "reported" if t["passed"] is None else "met" if t["passed"] else "not met"
+
+
 def render(bench: pd.DataFrame, vs: pd.DataFrame, summary: dict, meta: dict) -> str:
-    return "\n".join(["# Benchmark", "", machine_line(meta, summary, bench), "", "## Targets",
+    return "\n".join(["# Benchmark", "", machine_line(meta, summary, bench), "",
+                      "## Libraries", "", *library_lines(meta), "", "## Targets",
                       "", *target_lines(summary["targets"]), "", "## Step times", "",
                       step_table(bench, vs), "", "![GFLOP/s against work](bench.png)", ""])
 

@@ -8,6 +8,8 @@ NumPy / fastest framework) should not. The issue's target is that each moves by 
 The NumPy contestant is matched by role, not by name: summary.json records its name
 (`numpy_contestant`), and a baseline written before that (when the tuned backend, today's
 numpy_fast, was registered as `numpy`) has its rows renamed, and the comparison says so.
+Likewise a baseline written before the machine roofline (no `gemm:` rows) timed NumPy's
+products alone as its roofline: its `roofline_fraction` is this run's `numpy_gemm_fraction`.
 """
 
 from __future__ import annotations
@@ -18,22 +20,25 @@ import numpy as np
 import pandas as pd
 
 from harness import results
-from harness.bench.suite import NUMPY, ROOFLINE
+from harness.bench.suite import GEMM, NUMPY, ROOFLINE
 from harness.spec.schema import SpecError
 
 REPRO_TARGET = 0.05                # |this run's ratio / baseline's ratio - 1| at every point
 KEYS = ["shape", "dtype", "backend", "ratio"]
-BACKEND_RATIOS = ("ratio_to_fastest", "roofline_fraction")
+BACKEND_RATIOS = ("ratio_to_fastest", "roofline_fraction", "numpy_gemm_fraction")
+LEGACY_ROOFLINE = {"roofline_fraction": "numpy_gemm_fraction"}   # before the machine roofline
 VS_RATIO = "numpy_vs_fastest_framework"
 CONTESTANT_KEY = "numpy_contestant"    # in summary.json: the NumPy contestant's backend name
 LEGACY_NUMPY = "numpy"                 # its name in runs whose summary.json does not record it
 
 
 def ratio_table(bench: pd.DataFrame, vs: pd.DataFrame) -> pd.DataFrame:
-    """Every ratio of one run, one row each: shape, dtype, backend, ratio, value."""
-    rows = bench[bench["backend"] != ROOFLINE].melt(
-        id_vars=["shape", "dtype", "backend"], value_vars=list(BACKEND_RATIOS),
-        var_name="ratio")
+    """Every ratio of one run's backends, one row each: shape, dtype, backend, ratio, value
+    (a library's products are the yardstick, not a contestant)."""
+    steps = bench[(bench["backend"] != ROOFLINE) & ~bench["backend"].str.startswith(GEMM)]
+    rows = steps.melt(
+        id_vars=["shape", "dtype", "backend"],
+        value_vars=[r for r in BACKEND_RATIOS if r in bench], var_name="ratio")
     vs_rows = vs.rename(columns={VS_RATIO: "value"}).assign(backend=NUMPY, ratio=VS_RATIO)
     table = pd.concat([rows, vs_rows[[*KEYS, "value"]]], ignore_index=True)
     return table[np.isfinite(table["value"].astype(float))]
@@ -47,9 +52,11 @@ def renames(summary: dict, timed: set[str]) -> dict[str, str]:
 
 
 def rename_note(renamed: dict[str, str]) -> str:
-    """One clause saying which baseline backend is compared under which name, or ""."""
-    return "; ".join(f"the baseline's NumPy contestant {a!r} is compared as {b!r}"
-                   for a, b in renamed.items())
+    """One clause per baseline backend or ratio compared under another name, or ""."""
+    return "; ".join(f"the baseline's roofline was NumPy's products alone: its {a} is "
+                     f"compared as {b}" if a in LEGACY_ROOFLINE else
+                     f"the baseline's NumPy contestant {a!r} is compared as {b!r}"
+                     for a, b in renamed.items())
 
 
 def load_baseline(folder: Path, setup: dict,
@@ -69,8 +76,12 @@ def load_baseline(folder: Path, setup: dict,
         renamed = renames(summary, set(frames[0]["backend"]))
         frames[0]["backend"] = frames[0]["backend"].replace(renamed)
         table = ratio_table(*frames)
+        if not frames[0]["backend"].str.startswith(GEMM).any():
+            table["ratio"] = table["ratio"].replace(LEGACY_ROOFLINE)
+            renamed = {**renamed, **LEGACY_ROOFLINE}
         before = {key: summary[key] for key in setup}
-        tested = sorted(set(frames[0]["backend"]) - {ROOFLINE})
+        tested = sorted(b for b in set(frames[0]["backend"]) - {ROOFLINE}
+                        if not b.startswith(GEMM))
     except (KeyError, ValueError, TypeError, AttributeError, results.ResultsError) as err:
         raise SpecError("--baseline", f"{folder} is damaged ({type(err).__name__}: {err})"
                         ) from None

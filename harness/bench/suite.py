@@ -3,10 +3,15 @@ roofline for every backend over a grid of shapes, in float32 and float64.
 
 Work per training step is counted as 6 * batch * sum(fan_in * fan_out) flops: three matmuls
 per layer (forward h @ W, weight gradient h^T @ delta, input gradient delta @ W^T), two flops
-per multiply-add. The roofline is the matrix products a step really needs, done by bare NumPy
-on preallocated arrays and timed in the same interleaved rounds as the backends: every
-layer's forward and weight gradient, and the input gradient of every layer but the first (no
-one needs dL/dx). Its time is the least a step can take on this machine's BLAS.
+per multiply-add.
+
+The roofline is the machine's, not one library's: the matrix products a step really needs
+(every layer's forward and weight gradient, and the input gradient of every layer but the
+first: no one needs dL/dx) are done by each library present, NumPy's BLAS (`gemm:numpy`) and
+the GEMM of every timed backend that has its own (`gemm:torch`, `gemm:jax`, see
+Backend.gemm), all timed in the same interleaved rounds as the backends. In each round the
+roofline is the fastest of them, so a backend's fraction of it cannot exceed 1 because its
+framework's GEMM beats NumPy's on this CPU (MKL against OpenBLAS on an Intel Xeon).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.backend import Backend, Operands, Products
 from harness.bench import threads, timing, workers
 from harness.data import Batch, rng_for
 from harness.params import initial_params
@@ -26,6 +32,8 @@ DEFAULT_SHAPES = ("64-64-10:32", "64-64-64-10:1024", "256-256-256-10:128", "784-
                   "512-512-512-512-512-10:256", "1024-1024-1024-10:512", "2048-2048-10:256",
                   "256-256-256-256-256-256-256-256-10:64")
 ROOFLINE = "roofline"
+GEMM = "gemm:"                 # prefix of a library's products: gemm:numpy, gemm:torch, ...
+NUMPY_GEMM = f"{GEMM}numpy"
 # The NumPy contestant is the tuned backend; `numpy`, the textbook one, is the reference of
 # comparisons, not of speed (it can still be timed with --backends).
 NUMPY = "numpy_fast"
@@ -77,28 +85,50 @@ def bench_batch(shape: Shape, dtype: str) -> Batch:
     return Batch(x, np.eye(shape.sizes[-1], dtype=dtype)[labels])
 
 
-def roofline(shape: Shape, dtype: str) -> timing.Timed:
-    """The step's necessary matrix products alone, on preallocated arrays (out= buffers)."""
+def operands(shape: Shape, dtype: str) -> list[Operands]:
+    """(h, W, delta) of every layer, drawn by the harness, for the libraries' products."""
     rng = rng_for(BENCH_SEED, "roofline")
-    layers = []
-    for fan_in, fan_out in zip(shape.sizes[:-1], shape.sizes[1:], strict=False):
-        h, w, d = (rng.normal(size=s).astype(dtype) for s in
-                   ((shape.batch, fan_in), (fan_in, fan_out), (shape.batch, fan_out)))
-        layers.append((h, w, d, np.empty_like(d), np.empty_like(w), np.empty_like(h)))
+    return [tuple(rng.normal(size=s).astype(dtype) for s in
+                  ((shape.batch, fan_in), (fan_in, fan_out), (shape.batch, fan_out)))
+            for fan_in, fan_out in zip(shape.sizes[:-1], shape.sizes[1:], strict=False)]
 
-    def call() -> None:
-        for i, (h, w, d, z, dw, dh) in enumerate(layers):
+
+def numpy_products(layers: list[Operands]) -> Products:
+    """The step's products by NumPy's matmul into preallocated arrays (see Backend.gemm)."""
+    outs = [(np.empty_like(d), np.empty_like(w), np.empty_like(h)) for h, w, d in layers]
+
+    def call() -> list:
+        for i, ((h, w, d), (z, dw, dh)) in enumerate(zip(layers, outs, strict=True)):
             np.matmul(h, w, out=z)
             np.matmul(h.T, d, out=dw)
             if i > 0:
                 np.matmul(d, w.T, out=dh)
-    return timing.local(ROOFLINE, call)
+        return [(z, dw, dh if i > 0 else None) for i, (z, dw, dh) in enumerate(outs)]
+    return call, lambda: None
+
+
+def gemm_contestants(names: list[str]) -> dict[str, str | None]:
+    """{gemm contestant: the backend whose library does it}: NumPy's always (None: the harness
+    does it), then one per other library among `names` whose class has a `gemm`."""
+    out: dict[str, str | None] = {NUMPY_GEMM: None}
+    frameworks = {"numpy"}
+    for name in names:
+        cls = backend_class(name)
+        if cls.gemm.__func__ is not Backend.gemm.__func__ and cls.framework not in frameworks:
+            frameworks.add(cls.framework)
+            out[f"{GEMM}{name}"] = name
+    return out
 
 
 def contestant(name: str, shape: Shape, dtype: str, device: str = "cpu") -> timing.Timed:
-    """The roofline, or a backend loaded with initial weights stepping on one fixed batch."""
-    if name == ROOFLINE:
-        return roofline(shape, dtype)
+    """A library's products (gemm:numpy, gemm:<backend>), or a backend loaded with initial
+    weights stepping on one fixed batch."""
+    if name == NUMPY_GEMM:
+        return timing.local(name, *numpy_products(operands(shape, dtype)))
+    if name.startswith(GEMM):
+        products = backend_class(name.removeprefix(GEMM)).gemm(operands(shape, dtype), device)
+        threads.apply()
+        return timing.local(name, *products)
     spec = bench_spec(shape, dtype)
     backend = backend_class(name)(spec, device)
     threads.apply()
@@ -110,37 +140,57 @@ def contestant(name: str, shape: Shape, dtype: str, device: str = "cpu") -> timi
 def bench_grid(names: list[str], points: list[tuple[Shape, str]], protocol: timing.Protocol,
                pool: dict[str, workers.Worker] | None = None,
                device: str = "cpu") -> list[dict[str, timing.Timing]]:
-    """Timings of the roofline and every backend at each (shape, dtype) point, all points
-    interleaved round by round: each contestant in its own worker process when `pool` is
-    given, else all in this process."""
+    """Timings of every library's products and every backend at each (shape, dtype) point,
+    all points interleaved round by round: each contestant in its own worker process when
+    `pool` is given, else all in this process."""
     build = contestant if pool is None else lambda name, *args: pool[name].build(*args)
-    grid = [[build(n, shape, dtype, device) for n in [ROOFLINE, *names]]
+    grid = [[build(n, shape, dtype, device) for n in [*gemm_contestants(names), *names]]
             for shape, dtype in points]
     return timing.measure_grid(grid, protocol)
 
 
 def start_workers(names: list[str], n_threads: int) -> dict[str, workers.Worker]:
-    return {n: workers.Worker(n, contestant, n_threads) for n in [ROOFLINE, *names]}
+    return {n: workers.Worker(n, contestant, n_threads)
+            for n in [*gemm_contestants(names), *names]}
+
+
+def roofline(timings: dict[str, timing.Timing]) -> timing.Timing:
+    """The machine roofline: in each round, the fastest library's products."""
+    gemms = {k: v for k, v in timings.items() if k.startswith(GEMM)}
+    return timing.Timing(ROOFLINE, samples=list(timing.fastest(gemms)))
+
+
+def roofline_library(timings: dict[str, timing.Timing]) -> str:
+    """The library whose products are fastest in most rounds (the roofline's usual source)."""
+    gemms = {k: v for k, v in timings.items() if k.startswith(GEMM)}
+    wins = np.argmin([v.samples for v in gemms.values()], axis=0)
+    return list(gemms)[int(np.bincount(wins).argmax())]
 
 
 def rows(shape: Shape, dtype: str, timings: dict[str, timing.Timing]) -> list[dict]:
-    """One tidy row per backend (and the roofline) at this shape. The roofline fraction is
-    paired like every ratio: roofline time / backend time within a round, median over rounds
-    (a ratio of two medians would let the machine's drift between rounds into it). Each
-    ratio comes with the relative half-width of its 95% confidence interval (`_ci`)."""
-    roof = timings[ROOFLINE].samples
-    backends = {k: v for k, v in timings.items() if k != ROOFLINE}
+    """One tidy row per contestant and one for the roofline at this shape. Every ratio is
+    paired: within a round, median over rounds (a ratio of two medians would let the
+    machine's drift between rounds into it), with the relative half-width of its 95%
+    confidence interval (`_ci`). `roofline_fraction` is against the machine roofline,
+    `numpy_gemm_fraction` against NumPy's own products."""
+    roof = roofline(timings)
+    numpy_gemm = timings[NUMPY_GEMM].samples
+    backends = {k: v for k, v in timings.items() if not k.startswith(GEMM)}
     ratio, best = timing.ratios_to_fastest(backends), timing.fastest(backends)
     out = []
-    for name, t in timings.items():
+    for name, t in {ROOFLINE: roof, **timings}.items():
         out.append({"shape": shape.label, "dtype": dtype, "backend": name,
-                    "gflop_per_step": shape.flops / 1e9, "median_s": t.median, "iqr_s": t.iqr,
-                    "first_call_s": t.first_call, "gflops": shape.flops / t.median / 1e9,
-                    "roofline_fraction": timing.paired_ratio(roof, t.samples),
-                    "roofline_fraction_ci": timing.paired_ci(roof, t.samples),
+                    "gflop_per_step": shape.flops / 1e9, "median_s": t.median,
+                    "iqr_s": t.iqr, "first_call_s": t.first_call,
+                    "gflops": shape.flops / t.median / 1e9,
+                    "roofline_fraction": timing.paired_ratio(roof.samples, t.samples),
+                    "roofline_fraction_ci": timing.paired_ci(roof.samples, t.samples),
+                    "numpy_gemm_fraction": timing.paired_ratio(numpy_gemm, t.samples),
+                    "numpy_gemm_fraction_ci": timing.paired_ci(numpy_gemm, t.samples),
                     "ratio_to_fastest": ratio.get(name, np.nan),
                     "ratio_to_fastest_ci": (timing.paired_ci(t.samples, best)
                                             if name in backends else np.nan),
+                    "library": roofline_library(timings) if name == ROOFLINE else "",
                     "rounds": len(t.samples)})
     return out
 
