@@ -14,7 +14,7 @@ from harness.bench import repro as bench_repro
 from harness.bench import suite as bench
 from harness.bench import threads, timing
 from harness.bench.plot import write_plot
-from harness.bench.report import target_detail
+from harness.bench.report import outcome, target_detail
 from harness.bench.suite import FRAMEWORKS, NUMPY
 from harness.registry import backend_class, missing_framework
 from harness.spec.schema import SpecError
@@ -194,6 +194,5 @@ def run_bench(shapes: list[bench.Shape], dtypes: list[str], names: list[str],
     print(f"\n{write_plot(out)}")
     for name, target in summary["targets"].items():
         if target:
-            print(f"{name}: {'met' if target['passed'] else 'NOT met'} "
-                  f"{target_detail(target)}")
+            print(f"{name}: {outcome(target)} {target_detail(target)}")
     return 0
