@@ -7,11 +7,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test setup lint clean results
 
-$(STAMP): pyproject.toml constraints.txt plugins/sklearn_backend/pyproject.toml
+$(STAMP): pyproject.toml constraints.txt plugins/sklearn_backend/pyproject.toml \
+		plugins/tensorflow_backend/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[all,test]'
 	$(BIN)/pip install --quiet -c constraints.txt -e plugins/sklearn_backend
+	$(BIN)/pip install --quiet -c constraints.txt -e plugins/tensorflow_backend
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -20,7 +20,7 @@ import numpy as np
 
 from harness.data import Batch
 from harness.params import Params
-from harness.spec import ACTIVATIONS, DTYPES, LOSSES, OPTIMIZERS, Spec
+from harness.spec import ACTIVATIONS, DTYPES, LOSSES, OPTIMIZER_KEYS, OPTIMIZERS, Layer, Spec
 
 # One layer's operands of the bench's matrix products: (h, W, delta), NumPy, the run's dtype.
 Operands = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -28,6 +28,8 @@ Operands = tuple[np.ndarray, np.ndarray, np.ndarray]
 # delta @ W^T or None for the first layer), ...] in the library's arrays; `sync()` waits until
 # they are done.
 Products = tuple[Callable[[], object], Callable[[], None]]
+# Layer options that only some activations read; every other layer option every layer reads.
+LAYER_KEYS = {"negative_slope": ("leaky_relu",)}
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,9 @@ class Capabilities:
     dtypes: frozenset[str] = frozenset(DTYPES)
     devices: frozenset[str] = frozenset({"cpu"})
     dropout: bool = True
-    # (spec field, value) pairs the backend cannot express exactly, with the reason why
+    # (spec field, value) pairs the backend cannot express exactly, with the reason why. A
+    # field is "section.key" ("optimizer.bias_correction", "loss.l2") or "layer.key" (any
+    # layer); a pair applies only where the spec reads that field (see `read_values`).
     conventions: dict[tuple[str, object], str] = field(default_factory=dict)
     # rules across fields that the backend's own `unsupported` checks, in words, so that
     # `harness backends` can show them (e.g. "one activation for every hidden layer")
@@ -118,10 +122,39 @@ class Backend(abc.ABC):
         if not caps.dropout and any(layer.drop_prob for layer in spec.model.layers):
             return f"{cls.name} does not support dropout"
         for (path, value), reason in caps.conventions.items():
-            section, _, key = path.partition(".")
-            if getattr(getattr(spec, section), key) == value:
+            if value in read_values(spec, path):
                 return f"{cls.name} cannot express {path} = {value!r}: {reason}"
         return None
+
+    @classmethod
+    def set_threads(cls, n: int) -> None:
+        """Optional: size this backend's own thread pools to `n` threads. `harness bench` calls
+        it in every process that times the backend, before each construction (so before the
+        framework starts its runtime), possibly more than once with the same `n`. The harness
+        already limits NumPy's BLAS, torch and XLA itself. Default: nothing."""
+        return None
+
+
+def read_values(spec: Spec, path: str) -> list[object]:
+    """The values `spec` gives the field `path` where something reads it: none where nothing
+    does (Adam's `optimizer.bias_correction` in an SGD spec, `layer.negative_slope` of a tanh
+    layer), one per reading layer for "layer.key", else the one value."""
+    section, _, key = path.partition(".")
+    if section == "layer":
+        return [getattr(layer, key) for layer in spec.model.layers if _layer_reads(layer, key)]
+    if section == "optimizer" and not _optimizer_reads(spec.optimizer.name, key):
+        return []
+    return [getattr(getattr(spec, section), key)]
+
+
+def _optimizer_reads(name: str, key: str) -> bool:
+    """An optimizer reads its own OPTIMIZER_KEYS and the options no optimizer claims (name,
+    weight_decay), which every optimizer reads."""
+    return key in OPTIMIZER_KEYS[name] or all(key not in keys for keys in OPTIMIZER_KEYS.values())
+
+
+def _layer_reads(layer: Layer, key: str) -> bool:
+    return layer.activation in LAYER_KEYS.get(key, (layer.activation,))
 
 
 def trainable_mask(spec: Spec) -> list[tuple[bool, bool]]:

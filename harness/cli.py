@@ -105,7 +105,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="rounds a point may get while any of its ratios is uncertain by more "
                         f"than {Protocol.precision:.0%}% (95%% CI; default: {Protocol.max_rounds})")
     b.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                   help="threads for every framework: BLAS, torch, XLA (default: all cores)")
+                   help="threads for every framework: BLAS, torch, XLA, and a backend's own "
+                        "pools through its set_threads hook (default: all cores)")
     b.add_argument("--in-process", action="store_true",
                    help="time every backend in this one process (default: each in its own "
                         "spawned process, still interleaved in rounds: the frameworks' thread "

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.metadata
-
-from harness.registry import BUILTIN, backend_class, missing_framework, registry
+from harness.registry import BUILTIN, Versions, backend_class, missing_framework, registry, versions
 from harness.spec import ACTIVATIONS, DTYPES, LOSSES, OPTIMIZERS
 
 # What a newcomer should take a built-in for: the one to read, and the one to time.
@@ -12,14 +10,20 @@ ROLES = {"numpy": "textbook: read it to learn the maths; the reference of every 
          "numpy_fast": "tuned: the same maths rewritten for speed, proven equal to numpy"}
 
 
-def _version(module: str | None) -> str:
-    if module is None:
-        return "-"
-    dist = {"sklearn": "scikit-learn"}.get(module, module)
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "?"
+def origin(found: Versions, missing: str | None) -> str:
+    """The framework with its installed version (or why it cannot run), then, for a plug-in,
+    the distribution that registers it: "scikit-learn 1.9.1; plug-in backprop-harness-sklearn
+    0.1.0"."""
+    if missing:
+        text = f"not installed ({found.framework})"
+    elif found.framework is None:
+        text = "-"
+    else:
+        text = (f"{found.framework_distribution or found.framework} "
+                f"{found.framework_version or 'version unknown'}")
+    if found.plugin_distribution:
+        text += f"; plug-in {found.plugin_distribution} {found.plugin_version}"
+    return text
 
 
 def _subset(have: frozenset[str], every: tuple[str, ...]) -> str:
@@ -34,10 +38,8 @@ def describe(name: str, target: str) -> list[str]:
         cls = backend_class(name)
     except Exception as err:  # a broken plug-in must not hide the others
         return [f"{name} ({source}, {target}): cannot be loaded: {type(err).__name__}: {err}"]
-    missing = missing_framework(name)
     caps = cls.capabilities
-    status = f"not installed ({cls.framework})" if missing else \
-        f"{cls.framework or '-'} {_version(cls.framework)}"
+    status = origin(versions(name), missing_framework(name))
     role = f" - {ROLES[name]}" if source == "built-in" and name in ROLES else ""
     lines = [f"{name} ({source}, {target}): {status}{role}",
              f"    dtypes {_subset(caps.dtypes, DTYPES)}; devices {','.join(sorted(caps.devices))};"

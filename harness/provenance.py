@@ -14,11 +14,13 @@ import re
 import subprocess
 import sys
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from harness import registry
 from harness.data import derive_seed
 from harness.version import __version__
 
@@ -67,6 +69,18 @@ def versions() -> dict[str, str | None]:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             out[name] = None
+    return out
+
+
+def backends() -> dict[str, dict]:
+    """Every registered backend's framework and, for a plug-in, its distribution, with their
+    installed versions (`registry.Versions`); a plug-in that cannot be loaded records why."""
+    out: dict[str, dict] = {}
+    for name in registry.registry():
+        try:
+            out[name] = asdict(registry.versions(name))
+        except Exception as err:  # a broken plug-in must not stop the run's record
+            out[name] = {"error": f"{type(err).__name__}: {err}"}
     return out
 
 
@@ -204,6 +218,7 @@ def environment(started: str, wall: float) -> dict:
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "packages": versions(),
+        "backends": backends(),
         "blas": blas(),
         "frameworks": framework_flags(),
         "git": git_state(),

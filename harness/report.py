@@ -137,6 +137,23 @@ def _pairs(values: dict | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in (values or {}).items()) or MISSING
 
 
+def backend_origin(found: dict) -> str:
+    """One backend's entry of meta.json's `backends`: its framework with the version, and for a
+    plug-in the distribution that registers it."""
+    if "error" in found:
+        return f"cannot be loaded: {found['error']}"
+    framework = found.get("framework")
+    if framework is None:
+        text = "no framework"
+    elif found.get("framework_version") is None:
+        text = f"{framework}: no installed distribution"
+    else:
+        text = f"{found.get('framework_distribution')} {found['framework_version']}"
+    plugin = found.get("plugin_distribution")
+    return text + (f"; plug-in {plugin} {found.get('plugin_version')}" if plugin else
+                   "; built-in")
+
+
 def provenance(meta: dict, summary: dict) -> str:
     """Everything needed to reproduce the run, one row per fact."""
     git = meta.get("git") or {}
@@ -165,6 +182,8 @@ def provenance(meta: dict, summary: dict) -> str:
         ["CPU", f"{meta.get('cpu', MISSING)}, {meta.get('cpu_count', MISSING)} logical CPUs"],
         ["packages", ", ".join(f"{k} {v}" for k, v in packages.items() if v) or MISSING],
         ["not installed", ", ".join(k for k, v in packages.items() if not v) or "none"],
+        *([f"backend {name}", backend_origin(found)]
+          for name, found in (meta.get("backends") or {}).items()),
         ["NumPy BLAS", f"{lib.get('name', MISSING)} {lib.get('version') or ''}".strip()],
         ["thread pools", pools],
         ["thread environment", _pairs(env) if env else "none set"],

@@ -72,7 +72,7 @@ def test_run_writes_results_and_exits_zero(tmp_path):
 
 
 @pytest.mark.parametrize(("args", "fragment"), [
-    (["--backends", "numpy,tensorflow"], "--backends: 'tensorflow' is not one of"),
+    (["--backends", "numpy,no_such_backend"], "--backends: 'no_such_backend' is not one of"),
     (["--dtype", "float16"], "invalid choice"),
 ])
 def test_bad_arguments_exit_two(tmp_path, args, fragment):

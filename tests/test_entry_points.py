@@ -15,8 +15,9 @@ import pytest
 
 from harness import experiment, listing, parity
 from harness.conformance import suite as conformance
-from harness.registry import BUILTIN, ENTRY_POINT_GROUP, registry
+from harness.registry import BUILTIN, ENTRY_POINT_GROUP, backend_class, registry
 from harness.verify import tolerances as tol
+from tests.conftest import mlp, spec_from
 
 MODULE = '''from implementations.numpy_fast import NumpyFast
 
@@ -77,3 +78,19 @@ def test_sklearn_plugin_matches_numpy_on_digits_sgd_float64():
     assert summary["verdict"] == "agree", summary["checks"]
     assert worst["loss_curve"] <= tol.FLOAT64.loss_rtol
     assert worst["gradients"] <= tol.FLOAT64.grad_rtol
+
+
+def test_sklearn_declares_adam_conventions_and_still_runs_every_other_optimizer():
+    """Its Adam-only convention (standard bias correction) is keyed to Adam: the plug-in no
+    longer overrides `unsupported` for it."""
+    if "sklearn" not in registry():
+        pytest.skip("plug-in not installed: pip install -e plugins/sklearn_backend")
+    cls = backend_class("sklearn")
+    assert cls.unsupported(spec_from(optimizer={"name": "sgd"})) is None
+    assert cls.unsupported(spec_from(optimizer={"name": "momentum"})) is None
+    reason = cls.unsupported(spec_from(optimizer={"name": "adam"})) or ""
+    assert "optimizer.bias_correction = 'standard'" in reason
+    assert cls.unsupported(spec_from(optimizer={"name": "adam",
+                                                "bias_correction": "folded"})) is None
+    frozen = spec_from(model=mlp([(5, "tanh")], (3, "softmax"), trainable_bias=False))
+    assert "layer.trainable_bias = False" in (cls.unsupported(frozen) or "")

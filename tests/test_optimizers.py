@@ -93,21 +93,24 @@ def test_conventions_really_differ():
     pair must differ by more than the tolerance the optimizer checks allow."""
     for a, b in (("adam", "adam_eps_inside"), ("adam", "adam_folded"),
                  ("rmsprop", "rmsprop_eps_inside"), ("momentum", "nesterov"),
-                 ("adam", "adamw"), ("momentum", "momentum_decoupled_decay")):
+                 ("adam", "adamw"), ("adam_folded", "adamw_folded"),
+                 ("adamw", "adamw_folded"), ("momentum", "momentum_decoupled_decay")):
         _, rel = tol.errors(by_hand(a), by_hand(b))
         assert rel > RTOL, (a, b, rel)
 
 
 def test_eps_placed_inside_everywhere_is_caught(monkeypatch):
     monkeypatch.setattr(optim, "root", lambda x, opt: np.sqrt(x + x.dtype.type(opt.eps)))
-    assert set(wrong_conventions()) == {"rmsprop", "adam", "adam_folded", "adamw"}
+    assert set(wrong_conventions()) == {"rmsprop", "adam", "adam_folded", "adamw",
+                                        "adamw_folded"}
 
 
 def test_bias_correction_one_step_late_is_caught(monkeypatch):
     right = optim.direction
     monkeypatch.setattr(optim, "direction",
                         lambda g, first, second, t, opt: right(g, first, second, t + 1, opt))
-    assert set(wrong_conventions()) == {"adam", "adam_eps_inside", "adam_folded", "adamw"}
+    assert set(wrong_conventions()) == {"adam", "adam_eps_inside", "adam_folded",
+                                        "adamw", "adamw_folded"}
 
 
 def test_decay_applied_to_the_new_point_is_caught(monkeypatch):
@@ -116,7 +119,8 @@ def test_decay_applied_to_the_new_point_is_caught(monkeypatch):
         return (p - lr * d) * (1 - lr * opt.weight_decay)
 
     monkeypatch.setattr(optim, "step", decay_after)
-    assert set(wrong_conventions()) == {"adamw", "momentum_decoupled_decay"}
+    assert set(wrong_conventions()) == {"adamw", "adamw_folded",
+                                        "momentum_decoupled_decay"}
 
 
 # ---- optax and torch.optim configured to each convention ----------------------------------

@@ -1,14 +1,19 @@
-"""The thread settings a bench passes to its worker processes reach their OpenBLAS."""
+"""The thread settings a bench passes to its worker processes reach their OpenBLAS, and a
+backend's own pools through its `set_threads` hook."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from typing import ClassVar
 
 import pytest
 
-from harness.bench import threads
+from harness.backend import Backend, Operands, Products
+from harness.bench import suite, threads
+from harness.spec import Spec
+from implementations.numpy_fast import NumpyFast
 
 # A child process does a few two-thread products, then sleeps: the CPU time it burns while
 # its main thread sleeps is what OpenBLAS's idle threads spin.
@@ -47,3 +52,48 @@ def test_worker_blas_threads_sleep_soon_after_their_products():
     default = {**base, **threads.child_env(2)}
     del default["OPENBLAS_THREAD_TIMEOUT"]
     assert idle_cpu_after_products(default) > SPINNING
+
+
+class Recorder(NumpyFast):
+    """Records its thread hook's calls and its constructions, in order."""
+    name: ClassVar[str] = "recorder"
+    calls: ClassVar[list[tuple]] = []
+
+    @classmethod
+    def set_threads(cls, n: int) -> None:
+        cls.calls.append(("set_threads", n))
+
+    @classmethod
+    def gemm(cls, operands: list[Operands], device: str = "cpu") -> Products | None:
+        cls.calls.append(("gemm",))
+        return suite.numpy_products(operands)
+
+    def __init__(self, spec: Spec, device: str = "cpu") -> None:
+        type(self).calls.append(("built",))
+        super().__init__(spec, device)
+
+
+@pytest.fixture
+def recorder(monkeypatch):
+    monkeypatch.setattr(suite, "backend_class", {"recorder": Recorder}.__getitem__)
+    monkeypatch.setattr(Recorder, "calls", [])
+    return Recorder
+
+
+@pytest.mark.parametrize(("contestant", "built"),
+                         [("recorder", "built"), ("gemm:recorder", "gemm")])
+def test_bench_hands_its_thread_count_to_the_backend_before_building_it(recorder, monkeypatch,
+                                                                      contestant, built):
+    monkeypatch.setitem(threads._state, "threads", 3)
+    suite.contestant(contestant, suite.Shape.parse("4-3:2"), "float64")
+    assert recorder.calls == [("set_threads", 3), (built,)]
+
+
+def test_without_a_thread_count_the_hook_is_not_called(recorder, monkeypatch):
+    monkeypatch.delitem(threads._state, "threads", raising=False)
+    suite.contestant("recorder", suite.Shape.parse("4-3:2"), "float64")
+    assert recorder.calls == [("built",)]
+
+
+def test_the_default_hook_does_nothing():
+    assert Backend.set_threads(2) is None

@@ -125,12 +125,14 @@ def contestant(name: str, shape: Shape, dtype: str, device: str = "cpu") -> timi
     weights stepping on one fixed batch."""
     if name == NUMPY_GEMM:
         return timing.local(name, *numpy_products(operands(shape, dtype)))
+    cls = backend_class(name.removeprefix(GEMM))
+    threads.apply_to(cls)
     if name.startswith(GEMM):
-        products = backend_class(name.removeprefix(GEMM)).gemm(operands(shape, dtype), device)
+        products = cls.gemm(operands(shape, dtype), device)
         threads.apply()
         return timing.local(name, *products)
     spec = bench_spec(shape, dtype)
-    backend = backend_class(name)(spec, device)
+    backend = cls(spec, device)
     threads.apply()
     backend.load(initial_params(spec))
     batch = bench_batch(shape, dtype)

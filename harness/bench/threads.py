@@ -7,6 +7,8 @@
   may run on. So with fewer threads than cores, the process is pinned (CPU affinity) to that
   many cores, which limits every framework alike; with one thread XLA's Eigen pool is also
   switched off (`--xla_cpu_multi_thread_eigen=false`, set before JAX starts).
+- a backend's own pools (a plug-in's framework, e.g. TensorFlow's): its optional
+  `Backend.set_threads` hook, called by `apply_to` before each construction.
 - OpenBLAS's idle threads: how long they spin before they sleep (`BLAS_SPIN_EXPONENT`), for
   processes started after `configure` (spawned workers); one that has loaded it keeps its own.
 """
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import os
 import sys
+
+from harness.backend import Backend
 
 ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 # OpenBLAS's idle threads spin 2^n cycles before they sleep (default n = 28, ~0.1 s), which
@@ -55,6 +59,14 @@ def apply() -> None:
     torch = sys.modules.get("torch")
     if threads and torch is not None and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+
+
+def apply_to(backend: type[Backend]) -> None:
+    """Hand the configured count to `backend`'s own thread pools (its `set_threads` hook),
+    before it is built; nothing when no count is configured."""
+    threads = _state.get("threads")
+    if threads:
+        backend.set_threads(threads)
 
 
 def configured() -> int | None:

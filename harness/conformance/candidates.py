@@ -39,6 +39,8 @@ CONVENTIONS: dict[str, dict] = {
     "adam_folded": {"name": "adam", "beta1": B1, "beta2": B2, "eps": EPS,
                     "bias_correction": "folded"},
     "adamw": {"name": "adam", "beta1": B1, "beta2": B2, "eps": EPS, "weight_decay": WD},
+    "adamw_folded": {"name": "adam", "beta1": B1, "beta2": B2, "eps": EPS, "weight_decay": WD,
+                     "bias_correction": "folded"},
     "momentum_decoupled_decay": {"name": "momentum", "momentum": MU, "weight_decay": WD},
 }
 

@@ -5,7 +5,9 @@ Each case takes the first spec the backend supports from the candidates of
 harness.conformance.candidates, in order of preference (dropout, mixed hidden activations and
 Adam first, simpler networks after), so a backend with fewer capabilities is still checked on
 everything it can express. The comparisons with the reference (the textbook `numpy` backend)
-skip the reference itself: comparing it with itself would prove nothing.
+skip the reference itself: comparing it with itself would prove nothing. They run in float64,
+and again in float32 (same point, one step, a trajectory) at the size-aware float32
+tolerances of harness.parity.tolerances, the bounds a `harness run` in float32 is judged by.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 from harness import data, optim, params
 from harness.backend import Backend, trainable_mask
 from harness.conformance import candidates
+from harness.parity import tolerances
 from harness.registry import backend_class, missing_framework
 from harness.spec import Spec, from_dict
 from harness.verify import oracle
@@ -155,15 +158,35 @@ def grads_vs_finite_differences(name: str) -> str:
            f"resolution {max(c.resolution for c in checks):.1e})"
 
 
-def grads_vs_reference(name: str) -> str:
-    """Loss and gradients at the same parameters and batch as the reference's."""
+def grads_vs_reference(name: str, dtype: str = "float64") -> str:
+    """Loss and gradients at the same parameters and batch as the reference's, within the
+    dtype's same-point tolerances (size-aware in float32: harness.parity.tolerances)."""
     _not_the_reference(name)
-    spec = main_spec(name)
-    batch = _batches(spec, 1)[0]
+    spec = main_spec(name, dtype)
+    bounds, batch = tolerances(spec), _batches(spec, 1)[0]
     value, grads = _fresh(name, spec).loss_and_grads(batch)
     ref_value, ref_grads = _fresh(REFERENCE, spec).loss_and_grads(batch)
-    _close(f"loss vs {REFERENCE}", value, ref_value, tol.FLOAT64.loss_rtol)
-    return f"max rel err {_within('gradient', grads, ref_grads, tol.FLOAT64.grad_rtol):.1e}"
+    _close(f"loss vs {REFERENCE}", value, ref_value, bounds.value_rtol)
+    err = _within("gradient", grads, ref_grads, bounds.grad_rtol)
+    return f"{dtype}: max rel err {err:.1e} (tolerance {bounds.grad_rtol:.1e})"
+
+
+def step_vs_reference(name: str, dtype: str) -> str:
+    """One train_step from the same parameters and batch as the reference's: the loss it
+    returns and the parameters it leaves. Those are same-point quantities (the step's error is
+    the gradient's, scaled by the step, plus one rounding of each parameter), so the
+    dtype's grad_rtol bounds them; this is where an optimizer's arithmetic in `dtype` (a
+    hyper-parameter rounded to a narrower type, a moment kept in one) shows."""
+    _not_the_reference(name)
+    spec = main_spec(name, dtype)
+    bounds, batch = tolerances(spec), _batches(spec, 1)[0]
+    backend, ref = _fresh(name, spec), _fresh(REFERENCE, spec)
+    _close(f"loss returned vs {REFERENCE}", backend.train_step(batch), ref.train_step(batch),
+           bounds.value_rtol)
+    err = _within(f"params after one {spec.optimizer.name} step", backend.params(),
+                  ref.params(), bounds.grad_rtol)
+    return f"{dtype}, one {spec.optimizer.name} step: max rel err {err:.1e} " \
+           f"(tolerance {bounds.grad_rtol:.1e})"
 
 
 def optimizer_steps(spec: Spec, p0: params.Params,
@@ -193,16 +216,18 @@ def optimizer_case(name: str, case: str) -> str:
     return f"two steps, max rel err {err:.1e}"
 
 
-def trajectory_vs_reference(name: str) -> str:
-    """Every step's loss and the final parameters track the reference in float64."""
+def trajectory_vs_reference(name: str, dtype: str = "float64") -> str:
+    """Every step's loss and the final parameters track the reference within the dtype's
+    trajectory tolerances (loss_rtol, param_rtol of harness.parity.tolerances)."""
     _not_the_reference(name)
-    spec = main_spec(name)
+    spec = main_spec(name, dtype)
+    bounds = tolerances(spec)
     backend, ref = _fresh(name, spec), _fresh(REFERENCE, spec)
     worst = max(_close(f"step {step} loss vs {REFERENCE}", backend.train_step(batch),
-                       ref.train_step(batch), tol.FLOAT64.loss_rtol)
+                       ref.train_step(batch), bounds.loss_rtol)
                 for step, batch in enumerate(_batches(spec, candidates.STEPS)))
-    err = _within("final params", backend.params(), ref.params(), tol.FLOAT64.param_rtol)
-    return f"{candidates.STEPS} steps: loss rel err {worst:.1e}, params {err:.1e}"
+    err = _within("final params", backend.params(), ref.params(), bounds.param_rtol)
+    return f"{dtype}, {candidates.STEPS} steps: loss rel err {worst:.1e}, params {err:.1e}"
 
 
 def evaluate_consistency(name: str) -> str:

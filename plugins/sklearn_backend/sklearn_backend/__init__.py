@@ -48,8 +48,9 @@ def alpha(l2: float, loss: str, rows: int) -> float:
 
 
 def gaps(spec: Spec) -> Iterator[str]:
-    """What sklearn cannot express in `spec` beyond the per-option Capabilities, each
-    phrased to follow the backend's name."""
+    """What sklearn cannot express in `spec` beyond the per-option Capabilities and
+    conventions (rules across fields, a range of values), each phrased to follow the
+    backend's name."""
     layers, loss = spec.model.layers, spec.loss.name
     hidden = sorted({layer.activation for layer in layers[:-1]})
     if len(hidden) > 1:
@@ -59,13 +60,8 @@ def gaps(spec: Spec) -> Iterator[str]:
     if loss in SQUARED and layers[-1].size != 1:
         yield ("averages its reported squared_error over several outputs but sums its "
                "gradient over them: with more than one output neither is the spec's loss")
-    if not all(layer.trainable_bias for layer in layers):
-        yield "cannot freeze a bias: its optimizers update every intercept"
     if spec.optimizer.weight_decay:
         yield "has no decoupled weight decay (its alpha is L2 inside the loss)"
-    if spec.optimizer.name == "adam" and spec.optimizer.bias_correction == "standard":
-        yield ("folds Adam's bias correction into the step size, lr sqrt(1 - b2^t) / "
-               "(1 - b1^t) m / (sqrt(v) + eps): set bias_correction = \"folded\"")
 
 
 class SklearnMLP(Backend):
@@ -81,11 +77,18 @@ class SklearnMLP(Backend):
                 "output activation fixed by the loss: softmax for cross_entropy, sigmoid for "
                 "bce, identity for mse and half_sse",
                 "mse and half_sse with a single output only",
-                "no frozen biases, no decoupled weight decay",
-                "adam only with bias_correction = \"folded\""),
-        conventions={("optimizer.eps_placement", "inside"):
-                     "sklearn's AdamOptimizer adds epsilon after the square root, "
-                     "m / (sqrt(v) + epsilon)"},
+                "no decoupled weight decay"),
+        conventions={
+            ("optimizer.eps_placement", "inside"):
+                "sklearn's AdamOptimizer adds epsilon after the square root, "
+                "m / (sqrt(v) + epsilon)",
+            ("optimizer.bias_correction", "standard"):
+                "sklearn's AdamOptimizer folds the bias correction into the step size, "
+                "lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps): set "
+                "bias_correction = \"folded\"",
+            ("layer.trainable_bias", False):
+                "sklearn's optimizers update every intercept",
+        },
     )
 
     def __init__(self, spec: Spec, device: str = "cpu") -> None:

@@ -1,0 +1,265 @@
+"""TensorFlow as a backprop-harness backend: gradients by `tf.GradientTape`, updates by Keras's
+own optimizers (`keras.optimizers.SGD`, `RMSprop`, `Adam`), one `tf.function` per call kind.
+
+TensorFlow is imported only when the backend is constructed, after its C++ logging has been
+turned down, so that listing backends stays fast and no TF log line reaches the console.
+
+Keras rounds a Python float hyper-parameter through float32 (`ops.cast(0.9, "float64")` is
+0.8999999761581421, a float learning rate becomes a float32 variable): every hyper-parameter
+is therefore handed over as a NumPy scalar of the run's dtype, the learning rate as a
+callable returning a constant of that dtype. What Keras cannot express is declared in
+`capabilities` and `gaps`; docs/optimizers.md tabulates the Keras conventions as measured.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from harness.backend import Backend, Capabilities, Operands, Products, trainable_mask
+from harness.data import Batch
+from harness.params import Params
+from harness.spec import Layer, Spec
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+# the one eps placement each Keras optimizer has: RMSprop sqrt(s + eps), Adam sqrt(v) + eps
+EPS_PLACEMENT = {"rmsprop": "inside", "adam": "outside"}
+EPS_FORM = {"inside": "g / sqrt(s + epsilon)", "outside": "m / (sqrt(v) + epsilon)"}
+KERAS_CLASS = {"rmsprop": "RMSprop", "adam": "Adam"}
+LOGGERS = ("tensorflow", "absl", "keras", "h5py")
+
+
+def quiet() -> None:
+    """Keep TensorFlow's C++ log lines (set before its first import) and its Python loggers'
+    warnings (retracing notes, deprecations) off the console; errors still raise. oneDNN's
+    custom ops are off unless the environment turns them on: their start-up notice ignores
+    TF_CPP_MIN_LOG_LEVEL, and they change the rounding with the computation order."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    for name in LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def gaps(spec: Spec) -> Iterator[str]:
+    """What Keras cannot express in `spec` beyond `capabilities`: each optimizer has exactly
+    one eps placement, so the same field value is fine for one optimizer and not the other."""
+    opt = spec.optimizer
+    fixed = EPS_PLACEMENT.get(opt.name)
+    if fixed is not None and opt.eps_placement != fixed:
+        yield (f"cannot express optimizer.eps_placement = {opt.eps_placement!r} for "
+               f"{opt.name}: keras.optimizers.{KERAS_CLASS[opt.name]} always computes "
+               f"{EPS_FORM[fixed]}")
+
+
+class TensorflowTape(Backend):
+    """The network on tf.Variables; loss_and_grads by tf.GradientTape, train_step by the tape
+    and a Keras optimizer's apply_gradients, both compiled by tf.function once per instance."""
+
+    name: ClassVar[str] = "tensorflow"
+    framework: ClassVar[str | None] = "tensorflow"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        conventions={
+            ("optimizer.bias_correction", "standard"):
+                "keras.optimizers.Adam folds the bias correction into the step size "
+                "(lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + epsilon), the paper's "
+                "\"epsilon hat\"): set bias_correction = \"folded\"",
+        },
+        limits=("rmsprop with eps_placement = \"inside\" only (Keras: g / sqrt(s + epsilon))",
+                "adam with eps_placement = \"outside\" only (Keras: m / (sqrt(v) + epsilon))"),
+    )
+
+    def __init__(self, spec: Spec, device: str = "cpu") -> None:
+        super().__init__(spec, device)
+        quiet()
+        import keras
+        import tensorflow as tf
+
+        self._tf, self._keras = tf, keras
+        self._dtype = tf.as_dtype(spec.dtype)
+        self._np_dtype = np.dtype(spec.dtype)
+        self._trainable = [t for pair in trainable_mask(spec) for t in pair]
+        self._flat: list[tf.Variable] = []
+        self._optimizer: keras.optimizers.Optimizer | None = None
+        self._grads_fn: Callable[..., Any] | None = None
+        self._step_fn: Callable[..., Any] | None = None
+
+    @classmethod
+    def unsupported(cls, spec: Spec, device: str = "cpu") -> str | None:
+        reason = super().unsupported(spec, device)
+        return reason or next((f"{cls.name} {why}" for why in gaps(spec)), None)
+
+    def load(self, params: Params) -> None:
+        """The first load builds the variables, the optimizer and the compiled functions;
+        later loads assign into them and zero the optimizer's state (its step count and
+        moments), which is exactly a fresh optimizer, without tracing anything again."""
+        arrays = [np.asarray(t, dtype=self._np_dtype) for pair in params for t in pair]
+        if not self._flat:
+            self._flat = [self._tf.Variable(a, dtype=self._dtype, trainable=train)
+                          for a, train in zip(arrays, self._trainable, strict=True)]
+            self._build()
+            return
+        for var, a in zip(self._flat, arrays, strict=True):
+            var.assign(a)
+        for var in self._optimizer.variables:
+            var.assign(self._tf.zeros_like(var))
+
+    def _build(self) -> None:
+        tf = self._tf
+        self._optimizer = self._make_optimizer()
+        self._optimizer.build(self._variables())
+        self._grads_fn = tf.function(self._loss_and_grads, reduce_retracing=True)
+        self._step_fn = tf.function(self._train_step, reduce_retracing=True)
+
+    def _variables(self) -> list[tf.Variable]:
+        return [v for v in self._flat if v.trainable]
+
+    def _make_optimizer(self) -> Any:
+        """The spec's optimizer as Keras computes it (see harness/optim.py for the maths).
+        Every hyper-parameter is a scalar of the run's dtype, the learning rate a callable
+        returning a constant of it: a float would be rounded through float32. Keras's
+        `weight_decay` is decoupled, p - p wd lr before the step, for every optimizer."""
+        opt, cast, optimizers = self.spec.optimizer, self._np_dtype.type, self._keras.optimizers
+        rate = self._tf.constant(self.spec.training.learning_rate, dtype=self._dtype)
+        common = {"learning_rate": lambda: rate,
+                  "weight_decay": cast(opt.weight_decay) if opt.weight_decay else None}
+        if opt.name == "adam":
+            return optimizers.Adam(beta_1=cast(opt.beta1), beta_2=cast(opt.beta2),
+                                   epsilon=cast(opt.eps), **common)
+        if opt.name == "rmsprop":
+            return optimizers.RMSprop(rho=cast(opt.rho), epsilon=cast(opt.eps), **common)
+        if opt.name == "momentum":
+            return optimizers.SGD(momentum=cast(opt.momentum), nesterov=opt.nesterov, **common)
+        return optimizers.SGD(**common)
+
+    def _activate(self, layer: Layer, z: tf.Tensor) -> tf.Tensor:
+        """a = f(z), as in numpy_textbook.activation (relu and leaky_relu kinks included)."""
+        kind, tf = layer.activation, self._tf
+        if kind == "sigmoid":
+            return tf.sigmoid(z)
+        if kind == "tanh":
+            return tf.tanh(z)
+        if kind == "relu":
+            return tf.nn.relu(z)                            # derivative 0 at z = 0
+        if kind == "leaky_relu":                            # derivative slope at z = 0
+            return tf.where(z > 0, z, tf.cast(layer.negative_slope, z.dtype) * z)
+        if kind == "softmax":
+            return tf.nn.softmax(z, axis=1)
+        return z                                            # identity
+
+    def _logits(self, x: tf.Tensor, masks: tuple) -> tf.Tensor:
+        """Output-layer z: hidden layers are activated and multiplied by their dropout mask."""
+        h, flat, last = x, self._flat, len(self.spec.model.layers) - 1
+        for i, layer in enumerate(self.spec.model.layers[:last]):
+            a = self._activate(layer, h @ flat[2 * i] + flat[2 * i + 1])
+            h = a * masks[i] if masks and masks[i] is not None else a
+        return h @ flat[2 * last] + flat[2 * last + 1]
+
+    def _data_loss(self, z: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        """The spec's loss; bce and cross_entropy from the logits, as the NumPy reference."""
+        name, tf = self.spec.loss.name, self._tf
+        if name == "cross_entropy":
+            return tf.reduce_mean(-tf.reduce_sum(y * tf.nn.log_softmax(z, axis=1), axis=1))
+        if name == "bce":
+            return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=z))
+        err = self._activate(self.spec.model.layers[-1], z) - y
+        squares = tf.square(err)
+        return tf.reduce_mean(squares) if name == "mse" else 0.5 * tf.reduce_sum(squares)
+
+    def _loss(self, x: tf.Tensor, y: tf.Tensor, masks: tuple) -> tf.Tensor:
+        """Training loss: data loss with dropout, plus l2/2 * sum of squared weights."""
+        loss, l2 = self._data_loss(self._logits(x, masks), y), self.spec.loss.l2
+        if l2:
+            half = self._tf.constant(0.5 * l2, dtype=self._dtype)
+            loss += half * self._tf.add_n([self._tf.reduce_sum(w * w) for w in self._flat[0::2]])
+        return loss
+
+    def _loss_and_grads(self, x: tf.Tensor, y: tf.Tensor, masks: tuple) -> tuple:
+        with self._tf.GradientTape() as tape:
+            loss = self._loss(x, y, masks)
+        return loss, tape.gradient(loss, self._variables())
+
+    def _train_step(self, x: tf.Tensor, y: tf.Tensor, masks: tuple) -> tf.Tensor:
+        loss, grads = self._loss_and_grads(x, y, masks)
+        self._optimizer.apply_gradients(zip(grads, self._variables(), strict=True))
+        return loss
+
+    def _inputs(self, batch: Batch) -> tuple[tf.Tensor, tf.Tensor, tuple]:
+        """The batch as tensors of the run's dtype (masks: None where a layer has none)."""
+        masks = tuple(None if m is None else self._tensor(m) for m in batch.masks)
+        return self._tensor(batch.x), self._tensor(batch.y), masks
+
+    def _tensor(self, array: np.ndarray) -> tf.Tensor:
+        return self._tf.constant(array, dtype=self._dtype)
+
+    def loss_and_grads(self, batch: Batch) -> tuple[float, Params]:
+        """The tape's gradient; no variable or optimizer state changes."""
+        loss, grads = self._grads_fn(*self._inputs(batch))
+        grads = iter(grads)
+        flat = [next(grads).numpy() if v.trainable else np.zeros(v.shape, self._np_dtype)
+                for v in self._flat]
+        return float(loss), [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+
+    def train_step(self, batch: Batch) -> float:
+        return float(self._step_fn(*self._inputs(batch)))
+
+    def params(self) -> Params:
+        arrays = [v.numpy().copy() for v in self._flat]
+        return [(arrays[i], arrays[i + 1]) for i in range(0, len(arrays), 2)]
+
+    def evaluate(self, batch: Batch) -> tuple[float, np.ndarray]:
+        x, y, _ = self._inputs(batch)
+        z = self._logits(x, ())
+        out = self._activate(self.spec.model.layers[-1], z)
+        return float(self._data_loss(z, y)), out.numpy()
+
+    @classmethod
+    def set_threads(cls, n: int) -> None:
+        """TF's intra-op and inter-op pools to `n` threads. TF accepts this only before its
+        runtime starts; afterwards it raises RuntimeError unless the count is unchanged, and
+        the pools keep the size they started with (the bench sets threads before any
+        construction, so its timings are taken at the requested count)."""
+        quiet()
+        import tensorflow as tf
+
+        threading = tf.config.threading
+        for get, put in ((threading.get_intra_op_parallelism_threads,
+                          threading.set_intra_op_parallelism_threads),
+                         (threading.get_inter_op_parallelism_threads,
+                          threading.set_inter_op_parallelism_threads)):
+            if get() != n:
+                try:
+                    put(n)
+                except RuntimeError:
+                    return
+
+    @classmethod
+    def gemm(cls, operands: list[Operands], device: str = "cpu") -> Products:
+        """The step's products by tf.linalg.matmul, compiled by tf.function, on tensors
+        converted once (see Backend.gemm)."""
+        quiet()
+        import tensorflow as tf
+
+        tensors = [tuple(tf.constant(a) for a in ops) for ops in operands]
+
+        @tf.function
+        def products() -> list:
+            return [(h @ w, tf.linalg.matmul(h, d, transpose_a=True),
+                     tf.linalg.matmul(d, w, transpose_b=True) if i > 0 else None)
+                    for i, (h, w, d) in enumerate(tensors)]
+
+        return products, lambda: None                       # CPU ops finish before returning
+
+    @classmethod
+    def gemm_library(cls) -> str:
+        """TF's CPU matmul library: oneDNN when TF_ENABLE_ONEDNN_OPTS turns it on, else Eigen."""
+        quiet()
+        import tensorflow as tf
+
+        onednn = os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"
+        return f"tensorflow {tf.__version__}: {'oneDNN' if onednn else 'Eigen'} matmul"
