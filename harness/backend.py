@@ -20,7 +20,16 @@ import numpy as np
 
 from harness.data import Batch
 from harness.params import Params
-from harness.spec import ACTIVATIONS, DTYPES, LOSSES, OPTIMIZER_KEYS, OPTIMIZERS, Layer, Spec
+from harness.spec import (
+    ACTIVATIONS,
+    DTYPES,
+    LAYER_KEYS,
+    LOSSES,
+    OPTIMIZER_KEYS,
+    OPTIMIZERS,
+    Layer,
+    Spec,
+)
 
 # One layer's operands of the bench's matrix products: (h, W, delta), NumPy, the run's dtype.
 Operands = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -28,8 +37,6 @@ Operands = tuple[np.ndarray, np.ndarray, np.ndarray]
 # delta @ W^T or None for the first layer), ...] in the library's arrays; `sync()` waits until
 # they are done.
 Products = tuple[Callable[[], object], Callable[[], None]]
-# Layer options that only some activations read; every other layer option every layer reads.
-LAYER_KEYS = {"negative_slope": ("leaky_relu",)}
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from harness.spec.types import (
     DTYPES,
     EPS_PLACEMENTS,
     INITS,
+    LAYER_KEYS,
     LOSS_OUTPUT,
     LOSSES,
     MAX_PARAMS,
@@ -55,8 +56,9 @@ def _layer(t: Table, fan_in: int) -> Layer:
     size = integer(t, "size", low=1, high=MAX_UNITS)
     act = choice(t, "activation", ACTIVATIONS)
     slope = number(t, "negative_slope", 0.01, low=0.0, high=1.0, high_open=True)
-    if t.has("negative_slope") and act != "leaky_relu":
-        raise SpecError(join(t.path, "negative_slope"), "only leaky_relu has a negative_slope")
+    if t.has("negative_slope") and act not in LAYER_KEYS["negative_slope"]:
+        raise SpecError(join(t.path, "negative_slope"),
+                        f"only {', '.join(LAYER_KEYS['negative_slope'])} has a negative_slope")
     drop = number(t, "drop_prob", 0.0, low=0.0, high=1.0, high_open=True)
     bias_ok = boolean(t, "trainable_bias", True)
     weights = bias = None

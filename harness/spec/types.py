@@ -24,6 +24,9 @@ LOSS_OUTPUT = {"cross_entropy": ("softmax",), "bce": ("sigmoid",),
 OPTIMIZER_KEYS = {"sgd": (), "momentum": ("momentum", "nesterov"),
                   "rmsprop": ("rho", "eps", "eps_placement"),
                   "adam": ("beta1", "beta2", "eps", "eps_placement", "bias_correction")}
+# Layer options that only some activations read (every other option, every layer reads): the
+# parser refuses them elsewhere, and a backend's declared convention applies only there.
+LAYER_KEYS = {"negative_slope": ("leaky_relu",)}
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
 NAME_MAX = 100                            # it names a folder: well below any file system limit
 # Bounds that keep a typo (size = 1000000000) from exhausting memory instead of failing cleanly.
