@@ -105,10 +105,11 @@ def blas() -> dict:
 def numpy_gemm_library() -> str:
     """NumPy's BLAS as it runs here: library, version and the kernel it picked (threadpoolctl's
     `architecture`: OpenBLAS's SkylakeX, Haswell, Zen, ...)."""
-    pools = [p for p in blas()["threadpools"] or [] if p.get("internal_api") not in
+    info = blas()
+    pools = [p for p in info["threadpools"] or [] if p.get("internal_api") not in
              (None, "openmp")]
     if not pools:
-        build = blas()["numpy_blas"] or {}
+        build = info["numpy_blas"] or {}
         return f"numpy {np.__version__}: {build.get('name', 'unknown BLAS')} (build)"
     p = pools[0]
     kernel = f", {p['architecture']} kernel" if p.get("architecture") else ""

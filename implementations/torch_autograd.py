@@ -192,6 +192,14 @@ class TorchAutograd(Backend):
         return call, (torch.cuda.synchronize if cuda else lambda: None)
 
     @classmethod
+    def set_threads(cls, n: int) -> None:
+        """torch's intra-op pool to `n` threads (see Backend.set_threads)."""
+        import torch
+
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+
+    @classmethod
     def gemm_library(cls) -> str:
         """torch's BLAS as its build reports it (BLAS_INFO: mkl, openblas, ...)."""
         import torch

@@ -97,3 +97,16 @@ def test_without_a_thread_count_the_hook_is_not_called(recorder, monkeypatch):
 
 def test_the_default_hook_does_nothing():
     assert Backend.set_threads(2) is None
+
+
+def test_torchs_pool_follows_its_backends_hook():
+    """torch's intra-op pool is set by its backend's `set_threads`, like any framework's."""
+    torch = pytest.importorskip("torch")
+    from implementations.torch_autograd import TorchAutograd
+
+    before = torch.get_num_threads()
+    try:
+        TorchAutograd.set_threads(1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

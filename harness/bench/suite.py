@@ -128,12 +128,9 @@ def contestant(name: str, shape: Shape, dtype: str, device: str = "cpu") -> timi
     cls = backend_class(name.removeprefix(GEMM))
     threads.apply_to(cls)
     if name.startswith(GEMM):
-        products = cls.gemm(operands(shape, dtype), device)
-        threads.apply()
-        return timing.local(name, *products)
+        return timing.local(name, *cls.gemm(operands(shape, dtype), device))
     spec = bench_spec(shape, dtype)
     backend = cls(spec, device)
-    threads.apply()
     backend.load(initial_params(spec))
     batch = bench_batch(shape, dtype)
     return timing.local(name, lambda: backend.train_step(batch), backend.sync)

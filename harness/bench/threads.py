@@ -2,12 +2,12 @@
 
 - NumPy's BLAS: threadpoolctl (if installed) limits the live pools; OMP/OPENBLAS/MKL env vars
   cover child processes.
-- torch: `torch.set_num_threads` once torch is imported (intra-op), applied by `apply`.
+- torch: `torch.set_num_threads` (intra-op), through its backend's `set_threads` hook below.
 - XLA (JAX) has no flag for a thread count: its CPU pool is sized from the cores the process
   may run on. So with fewer threads than cores, the process is pinned (CPU affinity) to that
   many cores, which limits every framework alike; with one thread XLA's Eigen pool is also
   switched off (`--xla_cpu_multi_thread_eigen=false`, set before JAX starts).
-- a backend's own pools (a plug-in's framework, e.g. TensorFlow's): its optional
+- a backend's own pools (torch's, a plug-in's framework such as TensorFlow's): its optional
   `Backend.set_threads` hook, called by `apply_to` before each construction.
 - OpenBLAS's idle threads: how long they spin before they sleep (`BLAS_SPIN_EXPONENT`), for
   processes started after `configure` (spawned workers); one that has loaded it keeps its own.
@@ -29,7 +29,8 @@ _state: dict = {}
 
 
 def configure(threads: int) -> None:
-    """Set thread counts for NumPy's BLAS and (before it starts) XLA; torch follows in apply."""
+    """Set thread counts for NumPy's BLAS and (before it starts) XLA; a backend's own pools
+    follow in `apply_to`."""
     os.environ.update(child_env(threads))
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if threads < len(cores):
@@ -44,21 +45,12 @@ def configure(threads: int) -> None:
     except ImportError:
         pass
     _state["threads"] = threads
-    apply()
 
 
 def child_env(threads: int) -> dict[str, str]:
     """The environment variables that carry the thread settings into child processes."""
     return {**{var: str(threads) for var in ENV_VARS},
             "OPENBLAS_THREAD_TIMEOUT": str(BLAS_SPIN_EXPONENT)}
-
-
-def apply() -> None:
-    """Apply the configured count to frameworks imported since `configure` (torch)."""
-    threads = _state.get("threads")
-    torch = sys.modules.get("torch")
-    if threads and torch is not None and torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
 
 
 def apply_to(backend: type[Backend]) -> None:
