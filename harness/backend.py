@@ -1,4 +1,5 @@
-"""The backend contract: six methods every implementation of the network provides.
+"""The backend contract: six methods every implementation of the network provides, and three
+that let the diagnosis see inside it (`trace`, `export_state`, `load_state`).
 
 Invariants every backend keeps (the conformance suite checks each of them):
 - after `load(p)`, `params()` returns p exactly (same shapes, dtype and values);
@@ -6,7 +7,9 @@ Invariants every backend keeps (the conformance suite checks each of them):
   and a later `train_step` is unaffected;
 - `train_step(batch)` returns the loss at the parameters *before* its update, the same number
   `loss_and_grads(batch)` would have returned;
-- a backend never draws random numbers: dropout masks arrive inside the batch.
+- a backend never draws random numbers: dropout masks arrive inside the batch;
+- `trace(batch)` changes no state and its loss and gradients are `loss_and_grads(batch)`'s;
+- after `load_state(s)`, `export_state()` returns s, and `train_step` continues from it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from harness import optim
 from harness.data import Batch
 from harness.params import Params
 from harness.spec import (
@@ -37,6 +41,32 @@ Operands = tuple[np.ndarray, np.ndarray, np.ndarray]
 # delta @ W^T or None for the first layer), ...] in the library's arrays; `sync()` waits until
 # they are done.
 Products = tuple[Callable[[], object], Callable[[], None]]
+
+
+@dataclass(frozen=True)
+class Trace:
+    """One batch through the network layer by layer, as NumPy arrays in the run's dtype: what
+    the diagnosis compares phase by phase and `harness explain` prints. Layer l = 0, 1, ...
+    is the layer of W{l} and b{l}; h_{-1} = x, h_l = a_l * mask_l (or a_l without dropout).
+
+    x          the inputs the backend computed with
+    masks      the dropout masks it applied, one per layer, None where it applied none
+    z[l]       pre-activation h_{l-1} @ W_l + b_l
+    a[l]       activation f_l(z_l), before dropout; a[-1] is the network's output
+    loss       the training loss (data loss under the masks, plus the L2 penalty)
+    da[l]      dJ/da_l; None at the output layer of a loss computed from the logits
+               (cross_entropy, bce), whose J never goes through a
+    dz[l]      dJ/dz_l (delta_l)
+    grads      the parameter gradients, exactly as `loss_and_grads` returns them
+    """
+    x: np.ndarray
+    masks: tuple[np.ndarray | None, ...]
+    z: tuple[np.ndarray, ...]
+    a: tuple[np.ndarray, ...]
+    loss: float
+    da: tuple[np.ndarray | None, ...]
+    dz: tuple[np.ndarray, ...]
+    grads: Params
 
 
 @dataclass(frozen=True)
@@ -96,6 +126,26 @@ class Backend(abc.ABC):
     def sync(self) -> None:
         """Block until queued device work is done (so a timer can stop). Default: nothing."""
         return None
+
+    def trace(self, batch: Batch) -> Trace | None:
+        """The layer trace of `batch` at the current parameters, changing no state (see
+        Trace). None (the default): this backend cannot trace, and the diagnosis compares
+        its loss and gradients only, saying so."""
+        return None
+
+    def export_state(self) -> optim.State | None:
+        """The optimizer state in harness.optim's layout: the steps taken, and per tensor
+        [W0, b0, W1, ...] the `first` moment (momentum's velocity, Adam's m) and the `second`
+        (RMSprop's s, Adam's v), None where the optimizer keeps none (and for frozen
+        tensors). Copies, in the run's dtype. None (the default): it cannot export."""
+        return None
+
+    def load_state(self, state: optim.State) -> bool:
+        """Replace the optimizer state by `state` (harness.optim's layout, after `load`,
+        which leaves the parameters as loaded): the next `train_step` continues from it.
+        False (the default): it cannot, and the diagnosis compares its update from a fresh
+        state instead, saying so."""
+        return False
 
     @classmethod
     def gemm(cls, operands: list[Operands], device: str = "cpu") -> Products | None:

@@ -39,6 +39,14 @@ class State(NamedTuple):
     second: Slots       # the running mean of g^2: RMSprop's s, Adam's v
 
 
+def copy_state(state: State, dtype: np.dtype | None = None) -> State:
+    """A deep copy of `state` (its slots cast to `dtype` when given): no array is shared."""
+    def copied(slots: Slots) -> Slots:
+        return tuple(None if s is None else np.array(s, dtype=dtype or s.dtype)
+                     for s in slots)
+    return State(int(state.count), copied(state.first), copied(state.second))
+
+
 def _all(tensors: Sequence[np.ndarray], trainable: Sequence[bool] | None) -> tuple[bool, ...]:
     return tuple(trainable) if trainable is not None else (True,) * len(tensors)
 

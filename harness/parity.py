@@ -16,14 +16,17 @@ import numpy as np
 import pandas as pd
 
 from harness import data, params
-from harness.backend import Backend, frozen_flags
+from harness.backend import Backend
 from harness.progress import bars
 from harness.registry import backend_class, missing_framework
 from harness.spec import Spec
-from harness.verify import oracle, same_point, verdict
+from harness.verify import diagnose, oracle, same_point, verdict
 from harness.verify import tolerances as tol
 
 HARNESS = "harness"                       # the `backend` of the harness's own timed phases
+# The diagnosis replays at most this many steps looking for where a disagreement starts: each
+# costs about four training steps per backend, paid only by a run that disagrees.
+MAX_SCAN_STEPS = 5_000
 # A backend as callers name it: a registered name, or a Backend subclass (its `name` is its key).
 BackendRef = str | type[Backend]
 
@@ -64,10 +67,16 @@ class Record:
                                  "max_rel_err"],
                 "timings": ["backend", "phase", "seconds"],
                 "events": ["backend", "step", "event", "detail"],
-                "test": ["backend", "test_loss", "test_accuracy"]}
-        return {name: pd.DataFrame(self.tables.get(name, []), columns=None
-                                   if self.tables.get(name) else c)
-                for name, c in cols.items()}
+                "test": ["backend", "test_loss", "test_accuracy"],
+                "phases": ["step", "phase", "layer", "tensor", "backend", "compared_to",
+                           "max_abs_err", "max_rel_err", "tolerance", "status", "note",
+                           "convention", "convention_err", "scan"]}
+        frames = {name: pd.DataFrame(self.tables.get(name, []), columns=None
+                                     if self.tables.get(name) else c)
+                  for name, c in cols.items()}
+        # text that is missing in every row is still text (as a results folder reads it)
+        frames["phases"] = frames["phases"].astype({"note": "str", "convention": "str"})
+        return frames
 
 
 def _classes(backends: Sequence[BackendRef]) -> dict[str, type[Backend]]:
@@ -156,13 +165,14 @@ def _compare_step(rec: Record, lanes: list[Lane], step: int, batch: data.Batch,
     t0 = time.perf_counter()
     spec = rec.spec
     with_oracle = step == spec.training.grad_check_steps[0]
-    out = same_point.compare_at_step(step, batch, held_out(ds), active, frozen_flags(spec),
-                                     with_oracle, tolerances(spec),
+    out = same_point.compare_at_step(step, batch, held_out(ds), active, spec, with_oracle,
+                                     tolerances(spec),
                                      data.rng_for(spec.seed, "sensitivity", step))
     rec.add("timings", {"backend": HARNESS, "phase": "checks",
                         "seconds": time.perf_counter() - t0})
     rec.add("gradients", out.gradients)
     rec.add("same_point", out.same_point)
+    rec.add("phases", [dict(row, scan=False) for row in out.phases])
     rec.add("grad_norms", out.norms)
     for lane in active:
         if not same_point.finite(out.own[lane.name]):
@@ -211,8 +221,59 @@ def run_variant(spec: Spec, backends: Sequence[BackendRef], device: str = "cpu",
             ran = frames["steps"]
             _shadow(rec, lanes[0], p0, ds, plan, device,
                     int(ran[ran.backend == lanes[0].name].step.max()))
-    rec.add("timings", {"backend": HARNESS, "phase": "checks", "seconds": time.perf_counter() - t0})
+        rec.add("timings", {"backend": HARNESS, "phase": "checks",
+                            "seconds": time.perf_counter() - t0})
+        t0 = time.perf_counter()
+        _locate(rec, lanes, p0, ds, plan, device)
+    rec.add("timings", {"backend": HARNESS, "phase": "diagnosis",
+                        "seconds": time.perf_counter() - t0})
     return rec
+
+
+def _locate(rec: Record, lanes: list[Lane], p0: params.Params, ds: data.Dataset,
+            plan: data.Plan, device: str) -> None:
+    """When the run disagrees: replay the reference and put every backend at its parameters
+    and optimizer state at each step up to where the disagreement showed (phase rows, the
+    check steps' already there), until each disagreeing backend's first difference is found
+    or MAX_SCAN_STEPS steps were scanned (a note in events says so)."""
+    prelim = summarize(rec)
+    if prelim["verdict"] != "disagree":
+        return
+    names = diagnose.needing(prelim["checks"], prelim["divergence"])
+    last = scan_bound(prelim["checks"], rec.frames()["steps"], names)
+    spec, checks = rec.spec, set(rec.spec.training.grad_check_steps)
+    replay = type(lanes[0].backend)(spec, device)
+    replay.load(params.copy(p0))
+    held, base = held_out(ds), tolerances(spec)
+    for step in range(min(last, MAX_SCAN_STEPS) + 1):
+        batch = data.train_batch(spec, ds, plan, step)
+        if step not in checks:
+            at, state = replay.params(), replay.export_state()
+            seen = same_point.observe(lanes, at, batch, held, base,
+                                      data.rng_for(spec.seed, "sensitivity", step))
+            rec.add("phases", [dict(row, scan=True) for row in same_point.phase_rows(
+                step, batch, lanes, seen, at, state, spec, base)])
+        if diagnose.explained(pd.DataFrame(rec.tables["phases"]), rec.backends, names, step):
+            return
+        replay.train_step(batch)
+    if last > MAX_SCAN_STEPS:
+        rec.add("events", {"backend": HARNESS, "step": MAX_SCAN_STEPS, "event": "scan_capped",
+                           "detail": f"the diagnosis scanned steps 0-{MAX_SCAN_STEPS} of "
+                                     f"0-{last}"})
+
+
+def scan_bound(checks: list[dict], steps: pd.DataFrame, names: list[str]) -> int:
+    """The last step the diagnosis must scan: for each disagreeing backend, the first step
+    where one of its checks failed (the difference starts there or before), or its last
+    step where a failing check names none (final parameters)."""
+    bound = 0
+    for name in names:
+        failed = [c["first_step"] for c in checks if c["backend"] == name and
+                  c["status"] == "fail"]
+        known = [s for s in failed if s is not None]
+        ran = steps[steps.backend == name].step
+        bound = max(bound, min(known) if known else int(ran.max()) if len(ran) else 0)
+    return bound
 
 
 def _nudge(a: np.ndarray, rng: np.random.Generator, ulps: float) -> np.ndarray:
@@ -297,11 +358,13 @@ def summarize(rec: Record) -> dict:
            "skipped": rec.skipped}
     if not rec.backends:
         return {**out, **verdict.decide([], [], None), "checks": [], "odd_one_out": None,
-                "divergence": None}
+                "divergence": None, "diagnosis": {}}
     div = divergence(frames["events"], rec.backends)
     out.update(verdict.verdict(frames, rec.backends, tolerances(rec.spec),
                                list(rec.spec.training.grad_check_steps), div))
     out["divergence"] = div
+    out["diagnosis"] = diagnose.diagnose(frames["phases"], rec.backends, out["checks"], div) \
+        if out["verdict"] == "disagree" else {}
     return out
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 TABLES = ("steps", "gradients", "same_point", "grad_norms", "final_params", "timings", "events",
-          "test", "shadow", "shadow_params")
+          "test", "shadow", "shadow_params", "phases")
 MARKER = "backprop-harness"
 
 
@@ -104,11 +104,16 @@ def _swap(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+# Text columns that may be empty in every row (a phase row's note, the convention found):
+# read back as text, not as a column of NaN floats.
+TEXT_COLUMNS = ("variant", "dtype", "note", "convention")
+
+
 def _read_table(path: Path) -> pd.DataFrame:
     """A stored table; sweep labels stay strings ("0.10" is not the number 0.1, "" not NaN)."""
     if not path.is_file() or not path.stat().st_size:
         return pd.DataFrame(columns=["variant", "dtype"])
-    return pd.read_csv(path, dtype={"variant": str, "dtype": str}).fillna({"variant": ""})
+    return pd.read_csv(path, dtype=dict.fromkeys(TEXT_COLUMNS, str)).fillna({"variant": ""})
 
 
 def read_json(path: Path) -> dict:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 
 CHECK_LABELS = {"gradients": "gradients", "loss_value": "loss value", "evaluate": "evaluate",
-                "oracle": "finite differences", "loss_curve": "loss curve (drift)",
+                "oracle": "finite differences", "update": "update (vs harness.optim)",
+                "loss_curve": "loss curve (drift)",
                 "final_params": "final params (drift)"}
 STATUS_TEXT = {"ok": "ok", "fail": "FAIL", "drift": "drift", "unresolved": "UNRESOLVED",
                "not_run": "not run"}

@@ -28,7 +28,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from harness.backend import Backend, trainable_mask
+from harness import optim
+from harness.backend import Backend, Trace, trainable_mask
 from harness.data import Batch
 from harness.params import Params
 from harness.spec import Layer, Optimizer, Spec
@@ -200,6 +201,21 @@ class InPlaceOptimizer:
         self.second = zeros(opt.name in ("rmsprop", "adam"))
         self.scratch = zeros(True)
 
+    def export(self) -> optim.State:
+        """The state in harness.optim's layout (copies)."""
+        return optim.copy_state(optim.State(self.count, tuple(self.first), tuple(self.second)))
+
+    def restore(self, state: optim.State) -> None:
+        """Take over `state`'s values into the buffers this optimizer owns."""
+        self.count = int(state.count)
+        for mine, theirs in ((self.first, state.first), (self.second, state.second)):
+            for i, (buffer, value) in enumerate(zip(mine, theirs, strict=True)):
+                if (buffer is None) != (value is None):
+                    raise ValueError(f"optimizer state slot {i}: expected "
+                                     f"{'nothing' if buffer is None else 'an array'}")
+                if buffer is not None:
+                    np.copyto(buffer, value)
+
     def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
         """p = p (1 - lr wd) - lr d for every trainable p, in place."""
         self.count += 1
@@ -316,10 +332,38 @@ class NumpyFast(Backend):
         g = [t.copy() for t in self._grads]
         return value, [(g[i], g[i + 1]) for i in range(0, len(g), 2)]
 
+    def trace(self, batch: Batch) -> Trace:
+        """The workspace after a forward and backward pass (copied), and dJ/da per layer,
+        which the fused backward never stores: (delta_{l+1} W_{l+1}^T) * mask_l, and the
+        loss's dL/da at the output (mse, half_sse)."""
+        value = self._loss_and_grads(batch)
+        ws, masks, last = self._space(len(batch.x)), batch.masks, len(self.layers) - 1
+        d_a = []
+        for i in range(last):
+            dh = ws.delta[i + 1] @ self._flat[2 * (i + 1)].T
+            d_a.append(dh * masks[i] if masks and masks[i] is not None else dh)
+        n, k = batch.y.shape
+        err = ws.a[last] - batch.y
+        d_out = {"mse": err * self.dtype.type(2.0 / (n * k)), "half_sse": err}
+        g = [t.copy() for t in self._grads]
+        return Trace(x=batch.x, masks=tuple(masks) if masks else (None,) * len(self.layers),
+                     z=tuple(z.copy() for z in ws.z), a=tuple(a.copy() for a in ws.a),
+                     loss=value, da=(*d_a, d_out.get(self.spec.loss.name)),
+                     dz=tuple(d.copy() for d in ws.delta),
+                     grads=[(g[i], g[i + 1]) for i in range(0, len(g), 2)])
+
+    def export_state(self) -> optim.State:
+        return self._optimizer.export()
+
+    def load_state(self, state: optim.State) -> bool:
+        self._optimizer.restore(state)
+        return True
+
     def train_step(self, batch: Batch) -> float:
         opt, lr = self.spec.optimizer, self.spec.training.learning_rate
         if opt.name == "sgd" and not opt.weight_decay:
             # p -= lr * g with lr folded into the output delta; large W descend in BLAS
+            self._optimizer.count += 1                    # the step count SGD keeps no use for
             value = self._loss_and_grads(batch, scale=lr, descend=self._descend)
             for j, (p, g) in enumerate(zip(self._flat, self._grads, strict=True)):
                 if self.trainable[j] and not descends_in_gemm(p, self._descend):

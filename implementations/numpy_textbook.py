@@ -30,7 +30,7 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 
 from harness import optim
-from harness.backend import Backend, trainable_mask
+from harness.backend import Backend, Trace, trainable_mask
 from harness.data import Batch
 from harness.params import Params, flatten
 from harness.spec import Layer, Spec
@@ -42,6 +42,13 @@ class Cache(NamedTuple):
     z: np.ndarray               # z_l
     a: np.ndarray               # a_l = f_l(z_l)
     mask: np.ndarray | None     # m_l, None without dropout
+
+
+class Backprop(NamedTuple):
+    """What the backward pass finds, per layer l (input layer first)."""
+    grads: Params                        # (dJ/dW_l, dJ/db_l)
+    delta: list[np.ndarray]              # delta_l = dJ/dz_l
+    d_a: list[np.ndarray | None]         # dJ/da_l; the output layer's is the loss's, not here
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -94,21 +101,22 @@ def activation_derivative(layer: Layer, z: np.ndarray, a: np.ndarray) -> np.ndar
 
 
 def loss_and_output_delta(loss: str, out: Layer, z: np.ndarray, a: np.ndarray,
-                          y: np.ndarray) -> tuple[float, np.ndarray]:
-    """The data loss L and delta_N = dL/dz_N. cross_entropy and bce are computed from the
-    logits z, never from a: log(softmax) and log(sigmoid) lose every digit for large |z|."""
+                          y: np.ndarray) -> tuple[float, np.ndarray, np.ndarray | None]:
+    """The data loss L, delta_N = dL/dz_N and dL/da_N (None where L is computed from the
+    logits z: cross_entropy and bce never go through a, since log(softmax) and log(sigmoid)
+    lose every digit for large |z|)."""
     n, k = y.shape
     if loss == "cross_entropy":                          # y one-hot; L = -1/n sum y log a
-        return float(-np.sum(y * log_softmax(z)) / n), (a - y) / n
+        return float(-np.sum(y * log_softmax(z)) / n), (a - y) / n, None
     if loss == "bce":                                    # L = mean of -y log a - (1-y) log(1-a)
         value = np.mean(np.maximum(z, 0) - y * z + np.log1p(np.exp(-np.abs(z))))
-        return float(value), (a - y) / (n * k)
+        return float(value), (a - y) / (n * k), None
     err = a - y
     if loss == "mse":                                    # L = mean of err^2 over n and k
         value, dloss_da = np.mean(err**2), 2 * err / (n * k)
     else:                                                # half_sse: L = 1/2 sum of err^2
         value, dloss_da = 0.5 * np.sum(err**2), err
-    return float(value), dloss_da * activation_derivative(out, z, a)
+    return float(value), dloss_da * activation_derivative(out, z, a), dloss_da
 
 
 def pairs(tensors: tuple[np.ndarray, ...]) -> Params:
@@ -132,6 +140,13 @@ class NumpyTextbook(Backend):
         self.weights = [(np.array(W, dtype), np.array(b, dtype)) for W, b in params]
         self.state = optim.init(flatten(self.weights), self.spec.optimizer, self.trainable)
 
+    def export_state(self) -> optim.State:
+        return optim.copy_state(self.state)
+
+    def load_state(self, state: optim.State) -> bool:
+        self.state = optim.copy_state(state, np.dtype(self.spec.dtype))
+        return True
+
     def params(self) -> Params:
         return [(W.copy(), b.copy()) for W, b in self.weights]
 
@@ -146,10 +161,10 @@ class NumpyTextbook(Backend):
             h = a if mask is None else a * mask
         return caches
 
-    def backward(self, caches: list[Cache], delta: np.ndarray) -> Params:
-        """[(dJ/dW_l, dJ/db_l), ...] from delta_N by the chain rule, from the output layer
-        down (the code's layer i is the notation's l = i + 1)."""
-        l2, grads = self.spec.loss.l2, []
+    def backward(self, caches: list[Cache], delta: np.ndarray) -> Backprop:
+        """dJ/dW_l, dJ/db_l, delta_l and dJ/da_l from delta_N by the chain rule, from the
+        output layer down (the code's layer i is the notation's l = i + 1)."""
+        l2, grads, deltas, d_a = self.spec.loss.l2, [], [delta], [None]
         for i in reversed(range(len(self.layers))):
             (W, b), layer, h_in = self.weights[i], self.layers[i], caches[i].h_in
             dW = h_in.T @ delta
@@ -163,17 +178,27 @@ class NumpyTextbook(Backend):
                 if below.mask is not None:
                     dh = dh * below.mask                           # dropped units pass nothing
                 delta = dh * activation_derivative(self.layers[i - 1], below.z, below.a)
-        return grads[::-1]
+                deltas.append(delta)
+                d_a.append(dh)                                     # dJ/da_{l-1}
+        return Backprop(grads[::-1], deltas[::-1], d_a[::-1])
 
-    def loss_and_grads(self, batch: Batch) -> tuple[float, Params]:
+    def trace(self, batch: Batch) -> Trace:
+        """Forward, loss and backward of `batch`, every layer's intermediate kept."""
         caches = self.forward(batch.x, batch.masks)
         out = caches[-1]
-        value, delta = loss_and_output_delta(self.spec.loss.name, self.layers[-1], out.z,
-                                             out.a, batch.y)
+        value, delta, d_out = loss_and_output_delta(self.spec.loss.name, self.layers[-1],
+                                                    out.z, out.a, batch.y)
         l2 = self.spec.loss.l2
         if l2:
             value += float(0.5 * l2 * sum(np.sum(W * W) for W, _ in self.weights))
-        return value, self.backward(caches, delta)
+        back = self.backward(caches, delta)
+        return Trace(x=batch.x, masks=tuple(c.mask for c in caches),
+                     z=tuple(c.z for c in caches), a=tuple(c.a for c in caches), loss=value,
+                     da=(*back.d_a[:-1], d_out), dz=tuple(back.delta), grads=back.grads)
+
+    def loss_and_grads(self, batch: Batch) -> tuple[float, Params]:
+        traced = self.trace(batch)
+        return traced.loss, traced.grads
 
     def train_step(self, batch: Batch) -> float:
         value, grads = self.loss_and_grads(batch)
@@ -185,6 +210,6 @@ class NumpyTextbook(Backend):
 
     def evaluate(self, batch: Batch) -> tuple[float, np.ndarray]:
         out = self.forward(batch.x, ())[-1]
-        value, _ = loss_and_output_delta(self.spec.loss.name, self.layers[-1], out.z, out.a,
-                                         batch.y)
+        value, _, _ = loss_and_output_delta(self.spec.loss.name, self.layers[-1], out.z,
+                                            out.a, batch.y)
         return value, out.a

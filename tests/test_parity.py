@@ -40,7 +40,7 @@ def test_all_backends_agree_in_float64():
     assert summary["verdict"] == "agree", summary
     assert summary["odd_one_out"] is None
     assert {c["check"] for c in summary["checks"]} == {
-        "gradients", "loss_value", "evaluate", "oracle", "loss_curve", "final_params",
+        "gradients", "loss_value", "evaluate", "oracle", "update", "loss_curve", "final_params",
         "early_stop"}
     assert {c["status"] for c in summary["checks"]} == {"ok"}
 

@@ -9,7 +9,9 @@ reference's own sensitivity to a rounding-level perturbation measured there, tim
 SENSITIVITY_SAFETY: correct implementations cannot agree better than that.
 
 Each backend's own gradients (at its own parameters) are also recorded, to spot NaN/Inf and
-for the gradient-norm plots; the finite-difference oracle runs at the first check step.
+for the gradient-norm plots; the finite-difference oracle runs at the first check step. The
+same points also feed the phase rows (harness.verify.phases): each backend's layer trace
+against the others', its data against the harness's, its update against harness.optim's.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.backend import Backend
+from harness import optim
+from harness.backend import Backend, Trace, frozen_flags
 from harness.data import Batch
 from harness.params import Params, flatten
-from harness.verify import oracle
+from harness.spec import Spec
+from harness.verify import oracle, phases
 from harness.verify import tolerances as tol
 
 Row = dict[str, object]
@@ -35,20 +39,25 @@ class Point:
     grads: Params
     eval_loss: float
     outputs: np.ndarray
+    trace: Trace | None = None            # None: the backend cannot trace
 
     def quantities(self) -> dict[str, np.ndarray]:
-        """Every compared quantity by name: the gradient tensors, then VALUES."""
+        """Every compared quantity by name: the gradient tensors, VALUES, then the trace's
+        forward and backward tensors (z0, a0, ..., da0, dz0, ...)."""
         names = oracle.parameter_names(len(self.grads))
         return {**dict(zip(names, flatten(self.grads), strict=True)),
                 "loss": np.array(self.loss), "eval_loss": np.array(self.eval_loss),
-                "eval_outputs": self.outputs}
+                "eval_outputs": self.outputs, **phases.traced(self.trace)}
 
 
 def evaluate_at(backend: Backend, params: Params, batch: Batch, held_out: Batch) -> Point:
+    """Load `params` and observe: loss_and_grads (what training uses: its numbers are the
+    ones compared), the layer trace where the backend has one, evaluate() on `held_out`."""
     backend.load(params)
     loss, grads = backend.loss_and_grads(batch)
+    trace = backend.trace(batch)
     eval_loss, outputs = backend.evaluate(held_out)
-    return Point(loss, grads, eval_loss, outputs)
+    return Point(loss, grads, eval_loss, outputs, trace)
 
 
 def finite(grads: Params) -> bool:
@@ -81,7 +90,7 @@ def sensitivity(probe: Backend, params: Params, batch: Batch, held_out: Batch,
     mid = center.quantities()
     return {k: tol.errors((np.asarray(sides[0][k], np.float64) +
                                  np.asarray(sides[1][k], np.float64)) / 2, v)[1]
-            for k, v in mid.items()}
+            for k, v in mid.items() if k in sides[0] and k in sides[1]}
 
 
 def pair_rows(step: int, a: str, b: str, qa: dict[str, np.ndarray], qb: dict[str, np.ndarray],
@@ -90,6 +99,8 @@ def pair_rows(step: int, a: str, b: str, qa: dict[str, np.ndarray], qb: dict[str
     value rows, one per VALUES quantity)."""
     grads, values = [], []
     for name, x in qa.items():
+        if name in phases.traced_names(qa):
+            continue                      # a trace tensor: a phase row, not a check
         abs_err, rel_err = tol.errors(x, qb[name])
         row = {"step": step, "backend": a, "compared_to": b, "max_abs_err": abs_err,
                "max_rel_err": rel_err, "sensitivity": sens[name],
@@ -118,10 +129,49 @@ def norm_rows(step: int, backend: str, grads: Params) -> list[Row]:
 
 
 def tolerances_at(base: tol.Tolerances, sens: dict[str, float]) -> dict[str, float]:
-    """Each quantity's tolerance here: the dtype's, or the measured sensitivity times
+    """Each quantity's tolerance here: the dtype's (value_rtol for values and the forward
+    pass, grad_rtol for every derivative), or the measured sensitivity times
     SENSITIVITY_SAFETY where that is larger (an ill-conditioned point)."""
-    return {k: max(base.value_rtol if k in VALUES else base.grad_rtol,
-                   tol.SENSITIVITY_SAFETY * s) for k, s in sens.items()}
+    def rtol(k: str) -> float:
+        forward = k in VALUES or phases.phase_of(k) == "forward"
+        return base.value_rtol if forward else base.grad_rtol
+    return {k: max(rtol(k), tol.SENSITIVITY_SAFETY * s) for k, s in sens.items()}
+
+
+@dataclass(frozen=True)
+class SamePoint:
+    """Every backend observed at one point, with the tolerances measured there."""
+    points: dict[str, Point]
+    sens: dict[str, float]
+    limits: dict[str, float]
+
+
+def observe(lanes: list, params: Params, batch: Batch, held_out: Batch, base: tol.Tolerances,
+            rng: np.random.Generator) -> SamePoint:
+    """Every lane's probe at `params`; the reference's (lanes[0]) sensitivity there."""
+    points = {lane.name: evaluate_at(lane.probe, params, batch, held_out) for lane in lanes}
+    sens = sensitivity(lanes[0].probe, params, batch, held_out, rng, points[lanes[0].name])
+    return SamePoint(points, sens, tolerances_at(base, sens))
+
+
+def phase_rows(step: int, batch: Batch, lanes: list, seen: SamePoint, params: Params,
+               state: optim.State | None, spec: Spec, base: tol.Tolerances) -> list[Row]:
+    """The phase rows of one point: data, each pair's trace, gradients and values, and each
+    backend's update and reported loss (harness.verify.phases)."""
+    update = tol.update_rtol(base, spec.dtype, phases.decays(spec))
+    rows: list[Row] = []
+    for i, lane in enumerate(lanes):
+        mine = seen.points[lane.name]
+        rows += phases.data_rows(step, lane.name, mine.trace, batch)
+        for other in lanes[:i]:
+            rows += phases.pair_rows(step, lane.name, other.name, mine.quantities(),
+                                     seen.points[other.name].quantities(), seen.limits)
+        outcome = phases.stepped(lane.probe, params, state, batch)
+        rows.append(phases.step_loss_row(step, lane.name, outcome[0], mine.loss,
+                                         seen.limits["loss"]))
+        rows += phases.update_rows(step, lane.name, outcome, spec, params, mine.grads, state,
+                                   update)
+    return rows
 
 
 @dataclass
@@ -131,22 +181,22 @@ class StepRecord:
     gradients: list[Row]
     norms: list[Row]
     own: dict[str, Params]
+    phases: list[Row]
 
 
-def compare_at_step(step: int, batch: Batch, held_out: Batch, lanes: list, frozen: list[bool],
+def compare_at_step(step: int, batch: Batch, held_out: Batch, lanes: list, spec: Spec,
                     oracle: bool, base: tol.Tolerances,
                     rng: np.random.Generator) -> StepRecord:
     """`lanes` are the active run lanes, the reference first; each has .name, .backend,
     .probe (a second instance) and .probe64 (a float64 one, for the oracle)."""
     own = {lane.name: lane.backend.loss_and_grads(batch)[1] for lane in lanes}
     ref, ref_params = lanes[0], lanes[0].backend.params()
-    at_ref = {lane.name: evaluate_at(lane.probe, ref_params, batch, held_out).quantities()
-              for lane in lanes}
-    center = Point(float(at_ref[ref.name]["loss"]), own[ref.name],
-                   float(at_ref[ref.name]["eval_loss"]), at_ref[ref.name]["eval_outputs"])
-    sens = sensitivity(ref.probe, ref_params, batch, held_out, rng, center)
-    limits = tolerances_at(base, sens)
-    rec = StepRecord([], [], [], own)
+    seen = observe(lanes, ref_params, batch, held_out, base, rng)
+    at_ref = {name: point.quantities() for name, point in seen.points.items()}
+    sens, limits = seen.sens, seen.limits
+    rec = StepRecord([], [], [], own, phase_rows(step, batch, lanes, seen, ref_params,
+                                                 ref.backend.export_state(), spec, base))
+    frozen = frozen_flags(spec)
     for i, a in enumerate(lanes):
         rec.norms += norm_rows(step, a.name, own[a.name])
         if a.name != ref.name:

@@ -144,3 +144,23 @@ def errors(a: np.ndarray, b: np.ndarray, floor: float = 0.0) -> tuple[float, flo
         diff = float(np.max(np.abs(a - b)))
     scale = max(float(np.max(np.abs(a))), float(np.max(np.abs(b)))) + floor
     return diff, diff / max(scale, TINY)
+
+
+# Phases (harness.verify.phases). The data phase compares what a backend computed with against
+# the arrays the harness handed it: a copy in the run's dtype is exact, so any difference is a
+# change the backend made.
+DATA_RTOL = 0.0
+# The update phase compares one optimizer step of a backend, from the same parameters, state
+# and (its own) gradients, with harness.optim's. Both round the same few operations, but a
+# moment's (1 - decay) computed from a decay rounded to the dtype (1 - 0.999 in float32) vs
+# from the exact decay differs by ulp(decay) / (1 - decay): 6e-5 relative in float32 for
+# beta2 = 0.999, and the step inherits half of it through the square root.
+# UPDATE_DECAY_SAFETY covers that, and the rest of the step's rounding, with room.
+UPDATE_DECAY_SAFETY = 4.0
+
+
+def update_rtol(base: Tolerances, dtype: str, decays: tuple[float, ...]) -> float:
+    """The update phase's tolerance: value_rtol, plus the rounding of (1 - decay) amplified
+    by 1 / (1 - decay) for the optimizer's closest-to-one decay (none for sgd)."""
+    closest = max((d for d in decays if d < 1.0), default=0.0)
+    return base.value_rtol + UPDATE_DECAY_SAFETY * UNIT_ROUNDOFF[dtype] / (1.0 - closest)

@@ -6,7 +6,9 @@ backend (the first one run), both evaluated at the reference's parameters at eve
 - `loss_value`:  the loss on the step's batch;
 - `evaluate`:    evaluate()'s loss and outputs on held-out data;
 - `oracle`:      each backend's gradient vs finite differences of its own loss (float64), at
-                 the resolution the oracle states per tensor.
+                 the resolution the oracle states per tensor;
+- `update`:      each backend's optimizer step from the reference's parameters and state vs
+                 harness.optim's step along the backend's own gradients (phases.py).
 Trajectory checks measure drift: `loss_curve` (the loss at every step), `final_params` and
 `early_stop`. Beyond their fixed bounds, drift that a shadow run of the reference explains
 (rounding amplified by this run: chaos, float32 over many steps) is `drift`, not a failure.
@@ -25,10 +27,11 @@ import numpy as np
 import pandas as pd
 
 from harness.verify import tolerances as tol
+from harness.verify.phases import DEFINITION, order
 
 VERDICTS = ("agree", "disagree", "not_compared")
 EXIT_CODES = {"agree": 0, "disagree": 1, "not_compared": 3}
-SAME_POINT = ("gradients", "loss_value", "evaluate", "oracle")
+SAME_POINT = ("gradients", "loss_value", "evaluate", "oracle", "update")
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,25 @@ def _oracle(rows: pd.DataFrame, backend: str, missing: str | None) -> Check:
                          int(hit.step.min()), first, resolution, detail)
     return Check("oracle", backend, "finite_differences", "ok", worst, widest,
                  resolution=resolution, detail=detail)
+
+
+def _update(rows: pd.DataFrame, backend: str, missing: str | None) -> Check:
+    """The update phase of one backend at every step compared: ok, or the first step and
+    tensor (in the phase's order) where its step differs from harness.optim's."""
+    if rows.empty:
+        return Check("update", backend, DEFINITION, "not_run", math.nan, math.nan,
+                     detail=missing or "no update was compared")
+    worst = float(rows.max_rel_err.max(skipna=False))
+    widest = float(rows.tolerance.max())
+    bad = rows[rows.status != "ok"]
+    if bad.empty:
+        return Check("update", backend, DEFINITION, "ok", worst, widest)
+    step = int(bad.step.min())
+    here = bad[bad.step == step]
+    first = min(here.tensor, key=lambda t: order("update", t))
+    conv = here.convention.dropna() if "convention" in here else pd.Series([], dtype=object)
+    return Check("update", backend, DEFINITION, "fail", worst, widest, step, first,
+                 detail=f"matches harness.optim with {conv.iloc[0]}" if len(conv) else None)
 
 
 def loss_drift(loss: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -311,9 +333,13 @@ def checks_of(tables: dict[str, pd.DataFrame], backends: list[str], t: tol.Toler
                                t.value_rtol, missing, "quantity"))
         out.append(_same_point(v[vmine & (v.quantity != "loss")], "evaluate", name, ref,
                                t.value_rtol, missing, "quantity"))
+    phases = tables.get("phases", pd.DataFrame(columns=["backend", "phase"]))
     for name in backends:
         fd = g[(g.backend == name) & (g.compared_to == "finite_differences")]
         out.append(_oracle(fd, name, missing_steps(tables, name, requested[:1])))
+    for name in backends:
+        mine = phases[(phases.backend == name) & (phases.phase == "update")]
+        out.append(_update(mine, name, missing_steps(tables, name, requested)))
     for name in others:
         out.append(_loss_curve(tables, name, ref, t.loss_rtol))
         out.append(_final_params(tables, name, ref, t.param_rtol))

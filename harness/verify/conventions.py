@@ -1,0 +1,163 @@
+"""The convention finder: when a backend's optimizer step differs from harness.optim's, is it a
+convention another framework follows rather than a bug?
+
+The backend's step (from the same parameters and state, along its own gradients) is
+re-computed under every alternative the spec's optimizer admits: the other side of each
+spec option it reads (eps inside or outside the root, standard or folded bias correction,
+Nesterov or not), decay coupled into the gradient (L2-style) instead of decoupled, momentum
+dampened by (1 - momentum) (torch's `dampening`, the exponential-average form), RMSprop
+centered, RMSprop's mean square starting at 1 (TensorFlow 1), and hyper-parameters rounded to
+float32 in a float64 run. Any alternative that reproduces the backend's new parameters within
+the update phase's tolerance is named: "matches harness.optim with
+optimizer.eps_placement=inside; the spec says outside".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from harness import optim
+from harness.backend import trainable_mask
+from harness.params import Params, flatten
+from harness.spec import OPTIMIZER_KEYS, Optimizer, Spec
+from harness.verify import tolerances as tol
+
+Update = Callable[[Spec, Params, Params, optim.State], list[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Convention:
+    key: str                              # what the diagnosis reports: "field=value"
+    says: str                             # the alternative in words
+    update: Update                        # its new parameters from (params, grads, state)
+
+
+@dataclass(frozen=True)
+class Match:
+    key: str
+    says: str
+    max_rel_err: float                    # how closely it reproduces the backend's step
+
+
+def _trainable(spec: Spec) -> list[bool]:
+    return [t for pair in trainable_mask(spec) for t in pair]
+
+
+def _step(spec: Spec, opt: Optimizer, lr: float, grads: list[np.ndarray], params: Params,
+          state: optim.State) -> list[np.ndarray]:
+    new, _ = optim.update(grads, state, flatten(params), opt, lr, _trainable(spec))
+    return list(new)
+
+
+def _with(**changes: object) -> Update:
+    """harness.optim's step with the optimizer's options changed."""
+    def update(spec: Spec, params: Params, grads: Params, state: optim.State) -> list:
+        return _step(spec, replace(spec.optimizer, **changes), spec.training.learning_rate,
+                     flatten(grads), params, state)
+    return update
+
+
+def _coupled(spec: Spec, params: Params, grads: Params, state: optim.State) -> list:
+    """Weight decay added to the gradient (g + wd p, what an `weight_decay` argument of
+    torch.optim.Adam or SGD does), then the optimizer without decoupled decay."""
+    wd = spec.optimizer.weight_decay
+    g = [gi + gi.dtype.type(wd) * p if train else gi
+         for gi, p, train in zip(flatten(grads), flatten(params), _trainable(spec),
+                                 strict=True)]
+    return _step(spec, replace(spec.optimizer, weight_decay=0.0),
+                 spec.training.learning_rate, g, params, state)
+
+
+def _dampened(spec: Spec, params: Params, grads: Params, state: optim.State) -> list:
+    """v = mu v + (1 - mu) g: harness.optim's momentum fed (1 - mu) g."""
+    g = flatten(grads)
+    damp = g[0].dtype.type(1 - spec.optimizer.momentum)
+    return _step(spec, spec.optimizer, spec.training.learning_rate, [damp * x for x in g],
+                 params, state)
+
+
+def _rms_initial_one(spec: Spec, params: Params, grads: Params, state: optim.State) -> list:
+    """RMSprop whose mean square starts at 1 (tf.compat.v1.train.RMSPropOptimizer)."""
+    if state.count:
+        return _step(spec, spec.optimizer, spec.training.learning_rate, flatten(grads),
+                     params, state)
+    ones = tuple(None if s is None else np.ones_like(s) for s in state.second)
+    return _step(spec, spec.optimizer, spec.training.learning_rate, flatten(grads), params,
+                 optim.State(state.count, state.first, ones))
+
+
+def _centered(spec: Spec, params: Params, grads: Params, state: optim.State) -> list:
+    """Centered RMSprop: g / root(s - m^2) with m the running mean of g, from m = 0 (the
+    canonical state has no slot for m: exact at the first step, where the finder runs)."""
+    opt, lr, out = spec.optimizer, spec.training.learning_rate, []
+    for p, g, s, train in zip(flatten(params), flatten(grads), state.second,
+                              _trainable(spec), strict=True):
+        if not train:
+            out.append(p)
+            continue
+        rho = g.dtype.type(opt.rho)
+        s = rho * s + (1 - rho) * g * g
+        mean = (1 - rho) * g
+        out.append(optim.step(p, g / optim.root(s - mean * mean, opt), opt, lr))
+    return out
+
+
+def _float32(spec: Spec, params: Params, grads: Params, state: optim.State) -> list:
+    """Every hyper-parameter rounded to float32 first (frameworks that store them as float32
+    variables), the arithmetic still in the run's dtype."""
+    opt = spec.optimizer
+    rounded = {k: float(np.float32(getattr(opt, k)))
+               for k in ("momentum", "rho", "beta1", "beta2", "eps", "weight_decay")}
+    return _step(spec, replace(opt, **rounded), float(np.float32(spec.training.learning_rate)),
+                 flatten(grads), params, state)
+
+
+def candidates(spec: Spec) -> list[Convention]:
+    """The alternatives that apply to the spec's optimizer, in the order they are tried."""
+    opt, reads = spec.optimizer, OPTIMIZER_KEYS[spec.optimizer.name]
+    out = []
+    if "eps_placement" in reads:
+        other = "inside" if opt.eps_placement == "outside" else "outside"
+        out.append(Convention(f"optimizer.eps_placement={other}",
+                              f"eps {other} the square root", _with(eps_placement=other)))
+    if "bias_correction" in reads:
+        other = "folded" if opt.bias_correction == "standard" else "standard"
+        out.append(Convention(f"optimizer.bias_correction={other}",
+                              f"{other} bias correction", _with(bias_correction=other)))
+    if "nesterov" in reads:
+        flag = not opt.nesterov
+        out.append(Convention(f"optimizer.nesterov={str(flag).lower()}",
+                              "Nesterov momentum" if flag else "plain momentum",
+                              _with(nesterov=flag)))
+    if opt.weight_decay:
+        out.append(Convention("weight_decay=coupled", "weight decay added to the gradient "
+                              "(L2-style) instead of decoupled", _coupled))
+    if opt.name == "momentum":
+        out.append(Convention("momentum=dampened", "velocity averaged: v = mu v + (1 - mu) g",
+                              _dampened))
+    if opt.name == "rmsprop":
+        out.append(Convention("rmsprop=centered", "centered RMSprop (g / root(s - mean(g)^2))",
+                              _centered))
+        out.append(Convention("rmsprop.initial=1", "mean square starting at 1 (TF1)",
+                              _rms_initial_one))
+    if spec.dtype == "float64":
+        out.append(Convention("hyperparameters=float32",
+                              "hyper-parameters rounded to float32", _float32))
+    return out
+
+
+def find(spec: Spec, params: Params, grads: Params, state: optim.State,
+         stepped: list[np.ndarray], tolerance: float) -> Match | None:
+    """The alternative that reproduces the backend's new parameters `stepped` most closely,
+    within `tolerance`; None when none does (a bug, or a convention this finder lacks)."""
+    best = None
+    for conv in candidates(spec):
+        with np.errstate(all="ignore"):
+            want = conv.update(spec, params, grads, optim.copy_state(state))
+        err = max(tol.errors(a, b)[1] for a, b in zip(stepped, want, strict=True))
+        if err <= tolerance and (best is None or err < best.max_rel_err):
+            best = Match(conv.key, conv.says, err)
+    return best
