@@ -263,16 +263,18 @@ def _locate(rec: Record, lanes: list[Lane], p0: params.Params, ds: data.Dataset,
 
 
 def scan_bound(checks: list[dict], steps: pd.DataFrame, names: list[str]) -> int:
-    """The last step the diagnosis must scan: for each disagreeing backend, the first step
-    where one of its checks failed (the difference starts there or before), or its last
-    step where a failing check names none (final parameters)."""
+    """The last step the diagnosis may have to scan: for each disagreeing backend, the
+    latest step where one of its checks first failed, or its last step where a failing check
+    names none (final parameters). Not the earliest: an oracle failure at step 0 can have
+    no same-point difference before a later step (a bias the forward pass ignores matters
+    only once it is no longer zero). The scan stops at the first difference anyway."""
     bound = 0
     for name in names:
         failed = [c["first_step"] for c in checks if c["backend"] == name and
                   c["status"] == "fail"]
-        known = [s for s in failed if s is not None]
         ran = steps[steps.backend == name].step
-        bound = max(bound, min(known) if known else int(ran.max()) if len(ran) else 0)
+        last = int(ran.max()) if len(ran) else 0
+        bound = max(bound, *(last if s is None else s for s in failed))
     return bound
 
 

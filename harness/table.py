@@ -76,6 +76,8 @@ def notes(summary: dict) -> list[str]:
             lines.append(f"{CHECK_LABELS.get(check['check'], check['check'])} "
                          f"{check['backend']}: drift {check['worst']:.0e}, explained: "
                          f"{check['detail']}")
+    for name, found in (summary.get("diagnosis") or {}).items():
+        lines.append(diagnosis_line(name, found))
     if summary.get("odd_one_out"):
         lines.append(f"odd one out: {summary['odd_one_out']} (every other backend and the "
                      "finite differences agree without it)")
@@ -94,6 +96,21 @@ def notes(summary: dict) -> list[str]:
     for name, reason in summary.get("skipped", {}).items():
         lines.append(f"skipped {name}: {reason}")
     return lines
+
+
+def diagnosis_line(backend: str, found: dict) -> str:
+    """`where: backend vs reference: step 3, update, layer 0, W0 (...)`: one disagreement's
+    origin, how it is known, and a convention that reproduces it."""
+    if found.get("phase") is None:
+        return f"where: {backend}: {found['why']}"
+    where = [f"step {found['step']}", found["phase"]]
+    if found.get("layer") is not None:
+        where.append(f"layer {found['layer']}")
+    where.append(found["tensor"])
+    text = f"where: {backend}: {', '.join(where)}: {found['why'].split(': ', 1)[-1]}"
+    if found.get("convention"):
+        text += f" -> convention: {found['convention']}, not a bug"
+    return text
 
 
 def _marks(profile: list[list[float]]) -> str:
