@@ -40,6 +40,12 @@ CAPTIONS = {  # figure kind -> (title, what it shows)
                    "backends are hollow markers on the reference's line."),
     "timings": ("Timings", "Median wall-clock time of a training step (error bars: interquartile "
                 "range), the first step (warm-up, compilation) and the setup, per backend."),
+    "diagnosis": ("Where the disagreement starts", "For each backend that disagrees, every "
+                  "quantity compared at the step where its disagreement starts, with every "
+                  "backend at the reference's parameters and optimizer state: error over "
+                  "tolerance, phase by phase in the order the diagnosis reads them (data, "
+                  "forward input layer first, loss, backward output layer first, update, "
+                  "evaluate). The outlined bar is the first that differs."),
     plots.OVERVIEW: ("Sweep overview", "Every sweep point's training loss (reference backend) "
                      "and the worst loss drift of any backend against it."),
 }

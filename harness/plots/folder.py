@@ -4,7 +4,8 @@ Only the CSV tables and summary.json are read; torch and JAX are never imported 
 nor by anything imported from here), so plots can be redrawn on a machine without them.
 
 Files: a single run gets `loss_curves.png`, `loss_drift.png`, `gradient_errors.png`,
-`grad_norms.png` and `timings.png`. A sweep gets the same figures once per sweep point, named
+`grad_norms.png` and `timings.png`, and `diagnosis.png` when backends disagree. A sweep
+gets the same figures once per sweep point, named
 `<figure>__<variant>.png` (the label made safe for file names), plus `sweep_overview.png`
 comparing the points. A figure whose data the run did not produce (loss drift with a single
 backend, say) is left out. Every PNG is written atomically: drawn to a hidden temporary file
@@ -25,6 +26,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from harness import results
+from harness.plots import diagnosis as plot_diagnosis
 from harness.plots import summary as plot_summary
 from harness.plots import training as plot_training
 
@@ -118,6 +120,9 @@ def figures(v: Variant) -> dict[str, Callable[[], Figure]]:
         out["grad_norms"] = partial(plot_training.grad_norms, norms, names, title)
     if _has_rows(v, "timings"):
         out["timings"] = partial(plot_summary.timings, t["timings"], names, title)
+    found = v.summary.get("diagnosis") or {}
+    if _has_rows(v, "phases") and any(d.get("step") is not None for d in found.values()):
+        out["diagnosis"] = partial(plot_diagnosis.diagnosis, t["phases"], found, names, title)
     return out
 
 
