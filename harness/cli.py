@@ -1,4 +1,5 @@
-"""The `harness` command line: run · check · plot · report · bench · backends · conformance.
+"""The `harness` command line: run · check · explain · plot · report · bench · backends ·
+conformance.
 
 Exit codes: 0 everything agrees, 1 something disagrees, 2 bad input (one line on stderr,
 never a traceback), 3 not compared (fewer than two backends ran, or a check that was asked
@@ -70,6 +71,27 @@ def _parser() -> argparse.ArgumentParser:
                                    "finite differences cannot resolve a tensor.")
     c.add_argument("spec", type=Path, help="experiment TOML file")
     c.add_argument("--backend", default="numpy", help="backend to check (default: numpy)")
+
+    e = sub.add_parser("explain", help="write out the chain rule of one training step",
+                       description="Write out the chain rule of one training step as the "
+                                   "textbooks teach it, layer by layer from the output back "
+                                   "to the input: per unit net input, output, dE/dout, "
+                                   "dout/dnet and dE/dnet; per weight the input it "
+                                   "multiplies, the sample's product, the batch gradient and "
+                                   "the weight after the step. Every backend starts from the "
+                                   "reference's parameters and optimizer state at the step; "
+                                   "one column per backend and the largest difference "
+                                   "between them (docs/explain.md).")
+    e.add_argument("spec", type=Path, help="experiment TOML file, e.g. "
+                                           "experiments/worked_example.toml")
+    e.add_argument("--step", type=int, default=0, help="training step to explain (default: 0)")
+    e.add_argument("--sample", type=int, default=0,
+                   help="row of that step's batch for the per-sample values (default: 0)")
+    e.add_argument("--backends", type=lambda s: [x for x in s.split(",") if x],
+                   help="comma-separated backends, the first is the reference "
+                        "(default: the spec's `backends`, else numpy,torch,jax)")
+    e.add_argument("--dtype", choices=("float64", "float32"), help="override the spec's dtype")
+    e.add_argument("--variant", help="the sweep point to explain, by label (default: the first)")
 
     sub.add_parser("backends", help="list registered backends and whether they can run here",
                    description="List every registered backend (built-in and entry-point "
@@ -156,6 +178,15 @@ def _check(args: argparse.Namespace) -> int:
     return check_spec(specs, args.backend)
 
 
+def _explain(args: argparse.Namespace) -> int:
+    from harness.explain import explain, pick
+
+    specs, _ = experiment.load(args.spec, args.dtype)
+    spec = pick(specs, args.variant)
+    print(explain(spec, experiment.backend_names(args.backends, spec), args.step, args.sample))
+    return 0
+
+
 def _backends(args: argparse.Namespace) -> int:
     from harness.listing import list_backends
 
@@ -223,8 +254,8 @@ def _conformance(args: argparse.Namespace) -> int:
     return run_conformance(args.name)
 
 
-COMMANDS = {"run": _run, "check": _check, "backends": _backends, "plot": _plot,
-            "report": _report, "bench": _bench, "conformance": _conformance}
+COMMANDS = {"run": _run, "check": _check, "explain": _explain, "backends": _backends,
+            "plot": _plot, "report": _report, "bench": _bench, "conformance": _conformance}
 
 
 def main(argv: list[str] | None = None) -> int:

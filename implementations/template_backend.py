@@ -10,8 +10,10 @@ Steps (docs/adding-a-backend.md walks through them):
 4. run `harness conformance NAME` until nothing fails.
 
 This file is deliberately not registered (the registry is BUILTIN plus entry points), so the
-harness never runs it. Each method raises NotImplementedError naming what is still missing,
-so a half-filled copy fails the conformance suite with a readable message.
+harness never runs it. Each required method raises NotImplementedError naming what is still
+missing, so a half-filled copy fails the conformance suite with a readable message. The last
+three (`trace`, `export_state`, `load_state`) are optional: they let the diagnosis look inside
+a step, and as copied they return the contract's "cannot" (None / False).
 
 Invariants every backend keeps (harness/backend.py; the conformance suite checks each):
 - `params()` after `load(p)` returns p exactly: same shapes, dtype (the spec's) and values;
@@ -30,7 +32,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from harness.backend import Backend, Capabilities
+from harness import optim
+from harness.backend import Backend, Capabilities, Trace
 from harness.data import Batch
 from harness.params import Params
 from harness.spec import Spec
@@ -107,3 +110,46 @@ class TemplateBackend(Backend):
         """Block until queued device work is done, so a timer can stop after train_step.
         A framework that computes synchronously on the CPU returns None here."""
         raise _missing("sync", "wait for queued device work (return None if it never queues)")
+
+    # Optional, for the diagnosis (`harness run` names the first phase, layer and tensor where
+    # a backend parts from the reference). Keeping the defaults is allowed: the diagnosis then
+    # compares less and says so in its verdict.
+
+    def trace(self, batch: Batch) -> Trace | None:
+        """One batch through the network at the current parameters, changing no state, as a
+        harness.backend.Trace of NumPy arrays in the spec's dtype. Layer l is the layer of
+        W_l: `x` and `masks` as applied (None where a layer has none), z[l] = h_{l-1} @ W_l +
+        b_l, a[l] = f_l(z_l) before dropout, `loss` with the L2 penalty, da[l] = dJ/da_l
+        (None at a cross_entropy or bce output: those losses are taken from the logits),
+        dz[l] = dJ/dz_l, and `grads` exactly as loss_and_grads returns them. A hand-written
+        backprop has every tensor already (implementations/numpy_textbook.py); an autodiff
+        framework asks for the gradients with respect to its forward pass's z and a tensors
+        (plugins/tensorflow_backend does it on its tape).
+        Checked by trace_consistency (well formed, loss and grads equal loss_and_grads', the
+        chain rule holds inside it, no state change) and trace_vs_numpy(_float32) (every
+        tensor against the reference's at the same point). None (the default): the diagnosis
+        compares the loss and gradients only, and cannot name the layer and tensor where a
+        disagreement starts."""
+        return super().trace(batch)
+
+    def export_state(self) -> optim.State | None:
+        """The optimizer's state in harness.optim's layout, as copies in the spec's dtype:
+        optim.State(count, first, second), count the steps taken, `first` and `second` one
+        entry per tensor in the order [W0, b0, W1, b1, ...]: first = momentum's v or Adam's
+        m, second = RMSprop's s or Adam's v, None where the optimizer keeps nothing and for
+        frozen tensors (exactly what harness.optim.init lays out for the spec). A framework
+        that keeps the same quantity scaled converts it and says so (Keras's and sklearn's
+        SGD keep -lr v). Checked by state_roundtrip_<optimizer> against harness.optim. None
+        (the default): the diagnosis compares the parameters after a step, not the moments
+        or the count."""
+        return super().export_state()
+
+    def load_state(self, state: optim.State) -> bool:
+        """Replace the optimizer's state by `state` (harness.optim's layout, called after
+        `load`) so that the next train_step continues from it; copy it (the caller may change
+        its arrays), refuse a state of another layout with ValueError, return True. After it,
+        export_state() returns `state`. Checked by state_roundtrip_<optimizer>. False (the
+        default): the diagnosis judges this backend's step from a fresh optimizer state
+        instead of the reference's, which tests every later step as a first step, and says
+        so."""
+        return super().load_state(state)

@@ -38,7 +38,8 @@ def harness(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 
 # (command, what its --help must mention): the sub-commands, then each one's options
-HELP = [([], ("run", "check", "backends", "plot", "report", "bench", "conformance")),
+HELP = [([], ("run", "check", "explain", "backends", "plot", "report", "bench",
+              "conformance")),
         (["run"], ("--backends", "--dtype", "--out", "--force", "--device", "--quiet")),
         (["check"], ("--backend",)),
         (["backends"], ("capabilities",))]

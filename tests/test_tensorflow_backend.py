@@ -1,7 +1,9 @@
 """The TensorFlow plug-in (plugins/tensorflow_backend): Keras's optimizer conventions as
 docs/optimizers.md's TF / Keras column states them, the float32 hyper-parameter trap, its
-declared conventions, its quiet start and its thread hook. The backend's agreement with the
-reference is checked by the conformance suite like every registered backend's."""
+declared conventions, its quiet start and its thread hook; and what the diagnosis sees of it,
+its trace and its optimizer state, with the checks of tests/test_sklearn_state.py. The
+backend's agreement with the reference is checked by the conformance suite like every
+registered backend's."""
 
 from __future__ import annotations
 
@@ -13,10 +15,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness import optim
+from harness.params import flatten
 from harness.spec import Optimizer
 from harness.verify import tolerances as tol
-from tests.conftest import build, spec_from
+from tests.conftest import build, mlp, spec_from
 from tests.test_conventions import GRADS, LR, P0, spec_maths
+from tests.test_sklearn_state import (
+    ROUND_TRIP_RTOL,
+    STEPS_BEFORE,
+    TRACE_NUDGE,
+    Scenario,
+    failing,
+    mismatches,
+    nudged,
+    nudged_state,
+    scenario,
+    state_error,
+    traces,
+)
 
 tensorflow_backend = pytest.importorskip("tensorflow_backend")
 tensorflow_backend.quiet()
@@ -193,3 +210,77 @@ def test_gemm_products_equal_numpy():
     got = [np.asarray(t) for t in (z0, dw0, z1, dw1, dh1)]
     want = [h @ w, h.T @ d, h @ w, h.T @ d, d @ w.T]
     assert max(err(a, b) for a, b in zip(got, want, strict=True)) <= ULPS * ULP
+
+
+# --- the diagnosis's view: trace and optimizer state ----------------------------------------
+
+# dropout, L2, two hidden activations and a frozen bias; and a squared loss, whose output dJ/da
+# the trace reports, through a leaky_relu (its slope must not be rounded through float32)
+RICH_MODEL = {"layers": [
+    {"size": 6, "activation": "tanh", "drop_prob": 0.3},
+    {"size": 5, "activation": "relu", "drop_prob": 0.2, "trainable_bias": False},
+    {"size": 3, "activation": "softmax"}]}
+RICH = spec_from(model=RICH_MODEL, loss={"l2": 0.01})
+SQUARED = spec_from(model=mlp([(4, "sigmoid"), (4, "leaky_relu")], (1, "identity")),
+                    loss={"name": "mse"}, data={"name": "sine", "n_samples": 40})
+TF_OPTIMIZERS = {
+    "sgd": {"name": "sgd"},
+    "momentum": {"name": "momentum"},
+    "nesterov": {"name": "momentum", "nesterov": True},
+    "rmsprop": {"name": "rmsprop", "eps_placement": "inside"},
+    "adam": {"name": "adam", "bias_correction": "folded", "weight_decay": 0.01},
+}
+
+
+@pytest.fixture(scope="module", params=["rich", "squared"])
+def tf_traces(request) -> tuple[dict, dict]:
+    return traces("tensorflow", {"rich": RICH, "squared": SQUARED}[request.param])
+
+
+@pytest.fixture(scope="module", params=list(TF_OPTIMIZERS))
+def tf_scenario(request) -> Scenario:
+    return scenario("tensorflow", spec_from(model=RICH_MODEL, loss={"l2": 0.01},
+                                            optimizer=TF_OPTIMIZERS[request.param]))
+
+
+def test_trace_equals_the_textbook_at_the_same_point(tf_traces):
+    mine, ref = tf_traces
+    assert failing(mismatches(mine, ref)) == []
+
+
+@pytest.mark.parametrize(("tf_traces", "entry"), [
+    *(("rich", entry) for entry in ("mask0", "z1", "a2", "da1", "dz2", "dW0", "loss")),
+    ("squared", "da2")], indirect=["tf_traces"])
+def test_one_nudged_trace_entry_is_caught_and_named(tf_traces, entry):
+    mine, ref = tf_traces
+    assert failing(mismatches({**mine, entry: nudged(mine[entry], TRACE_NUDGE)}, ref)) == [entry]
+
+
+def test_state_survives_export_and_load_into_a_fresh_instance(tf_scenario):
+    s = tf_scenario
+    assert s.loaded and s.exported.count == STEPS_BEFORE
+    assert state_error(s.reloaded, s.exported) <= ROUND_TRIP_RTOL
+    assert state_error(nudged_state(s.exported), s.exported) > ROUND_TRIP_RTOL
+
+
+def test_the_step_after_load_state_is_harness_optims(tf_scenario):
+    s = tf_scenario
+    assert s.step_error(s.exported) <= s.tolerance()
+    assert s.step_error(nudged_state(s.exported)) > s.tolerance()
+
+
+def test_a_state_of_another_layout_is_refused(tf_scenario):
+    """A moment for the frozen bias b1, which harness.optim never keeps."""
+    s = tf_scenario
+    first = list(optim.init(flatten(s.at), Optimizer("momentum")).first)
+    with pytest.raises(ValueError, match="layout"):
+        s.probe.load_state(optim.State(0, tuple(first), s.exported.second))
+
+
+def test_momentum_zero_keeps_no_state_to_export_or_load():
+    """Keras's SGD keeps no velocity at momentum 0; harness.optim's v (the last gradient)
+    cannot be read back, so the backend says so instead of approximating it."""
+    backend = build("tensorflow", spec_from(optimizer={"name": "momentum", "momentum": 0.0}))
+    fresh = optim.init(flatten(backend.params()), backend.spec.optimizer)
+    assert backend.export_state() is None
+    assert backend.load_state(fresh) is False

@@ -13,12 +13,13 @@ tabulates both.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import ClassVar
+from collections.abc import Iterator, Sequence
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 
-from harness.backend import Backend, Capabilities
+from harness import optim
+from harness.backend import Backend, Capabilities, Trace
 from harness.data import Batch
 from harness.params import Params
 from harness.spec import Spec
@@ -32,6 +33,30 @@ OUTPUT = {"cross_entropy": "softmax", "bce": "sigmoid", "mse": "identity", "half
 LOSS = {"cross_entropy": "log_loss", "bce": "binary_log_loss", "mse": "squared_error",
         "half_sse": "squared_error"}
 SQUARED = ("mse", "half_sse")
+# The sklearn optimizer attributes holding harness.optim's `first` and `second` moments, one
+# array per tensor in sklearn's order; None: harness.optim keeps none (sklearn's SGDOptimizer
+# keeps velocities even at momentum 0, where they are never read).
+MOMENTS = {"sgd": (None, None), "momentum": ("velocities", None), "adam": ("ms", "vs")}
+
+
+class Pass(NamedTuple):
+    """One run of sklearn's `_backprop`: the loss and gradients rescaled to the spec's loss,
+    and the lists it filled, as it left them."""
+    loss: float
+    grads: list[np.ndarray]          # [dW_0, dW_1, ..., db_0, db_1, ...]: sklearn's order
+    activations: list[np.ndarray]    # [x, a_0, a_1, ...]
+    deltas: list[np.ndarray]         # its deltas: rows / loss_scale times the spec's dJ/dz
+
+
+def sklearn_order(flat: Sequence) -> list:
+    """harness order [W0, b0, W1, b1, ...] -> sklearn's [W0, W1, ..., b0, b1, ...]."""
+    return [*flat[0::2], *flat[1::2]]
+
+
+def harness_order(arrays: Sequence) -> list:
+    """sklearn's [W0, W1, ..., b0, b1, ...] -> harness order [W0, b0, W1, b1, ...]."""
+    n = len(arrays) // 2
+    return [t for pair in zip(arrays[:n], arrays[n:], strict=True) for t in pair]
 
 
 def loss_scale(loss: str, rows: int) -> float:
@@ -64,8 +89,21 @@ def gaps(spec: Spec) -> Iterator[str]:
         yield "has no decoupled weight decay (its alpha is L2 inside the loss)"
 
 
+def harness_pairs(arrays: list[np.ndarray]) -> Params:
+    """sklearn's [W0, W1, ..., b0, b1, ...] -> [(W0, b0), (W1, b1), ...]."""
+    flat = harness_order(arrays)
+    return list(zip(flat[0::2], flat[1::2], strict=True))
+
+
 class SklearnMLP(Backend):
-    """sklearn's `_backprop` for loss and gradients, its optimizer classes for the updates."""
+    """sklearn's `_backprop` for loss and gradients, its optimizer classes for the updates.
+
+    For the diagnosis: `trace` reads sklearn's own forward activations and backprop deltas
+    (rescaled to the spec's loss); `export_state` / `load_state` read and write its
+    optimizer's arrays in harness.optim's layout. Nothing is left at the default (None /
+    False): every quantity maps exactly, the SGD velocity, which sklearn keeps as -lr times
+    harness.optim's v, with one rounding each way.
+    """
 
     name: ClassVar[str] = "sklearn"
     framework: ClassVar[str | None] = "sklearn"
@@ -133,30 +171,106 @@ class SklearnMLP(Backend):
         else:
             args = (mlp.learning_rate, mlp.momentum, mlp.nesterovs_momentum, mlp.power_t)
         self._optimizer = self._optimizer_cls(self._arrays, mlp.learning_rate_init, *args)
+        self._steps = 0
 
-    def _backprop(self, batch: Batch) -> tuple[float, list[np.ndarray]]:
-        """Loss and [dW_0, ..., db_0, ...] (sklearn's order) by sklearn's own backprop,
-        rescaled to the spec's loss; alpha is set for this batch's rows."""
+    def _backprop(self, batch: Batch) -> Pass:
+        """Loss and gradients by sklearn's own backprop, rescaled to the spec's loss; alpha
+        is set for this batch's rows."""
         mlp, rows, loss = self._mlp, len(batch.x), self.spec.loss.name
         mlp.alpha = alpha(self.spec.loss.l2, loss, rows)
         n = len(mlp.coefs_)
+        activations, deltas = [batch.x] + [None] * n, [None] * n
         value, coef_grads, intercept_grads = mlp._backprop(
-            batch.x, batch.y, None, [batch.x] + [None] * n, [None] * n, [None] * n, [None] * n)
+            batch.x, batch.y, None, activations, deltas, [None] * n, [None] * n)
         scale = self.dtype.type(loss_scale(loss, rows))
         grads = coef_grads + intercept_grads
         if scale != 1:
             grads = [g * scale for g in grads]
-        return float(value * scale), grads
+        return Pass(float(value * scale), grads, activations, deltas)
 
     def loss_and_grads(self, batch: Batch) -> tuple[float, Params]:
-        value, grads = self._backprop(batch)
-        n = len(grads) // 2
-        return value, list(zip(grads[:n], grads[n:], strict=True))
+        done = self._backprop(batch)
+        return done.loss, harness_pairs(done.grads)
 
     def train_step(self, batch: Batch) -> float:
-        value, grads = self._backprop(batch)
-        self._optimizer.update_params(self._arrays, grads)
-        return value
+        done = self._backprop(batch)
+        self._optimizer.update_params(self._arrays, done.grads)
+        self._steps += 1
+        return done.loss
+
+    def trace(self, batch: Batch) -> Trace:
+        """sklearn's forward activations and backprop deltas from one `_backprop`, the
+        call `loss_and_grads` makes. sklearn activates in place and multiplies each
+        dJ/da by f' in place, so z_l and the hidden layers' dJ/da_l are taken again as it
+        takes them, with the same products of the same arrays: z_l = h_{l-1} @ W_l + b_l,
+        dJ/da_l = delta_{l+1} @ W_{l+1}^T. Its deltas are rows / loss_scale times the
+        spec's dJ/dz (it divides by the rows when it forms a gradient). At the output,
+        dJ/da is None for cross_entropy and bce (from the logits) and equals dJ/dz for the
+        squared losses, whose output sklearn fixes to the identity. No state changes."""
+        done, mlp = self._backprop(batch), self._mlp
+        rows, last = len(batch.x), len(mlp.coefs_) - 1
+        unit = self.dtype.type(loss_scale(self.spec.loss.name, rows)) / self.dtype.type(rows)
+        h, acts = done.activations[:-1], done.activations[1:]
+        dz = tuple(d * unit for d in done.deltas)
+        da = [done.deltas[i + 1] @ mlp.coefs_[i + 1].T * unit for i in range(last)]
+        out = dz[last].copy() if self.spec.loss.name in SQUARED else None
+        return Trace(x=batch.x, masks=(None,) * len(acts),
+                     z=tuple(a @ w + b for a, w, b in
+                             zip(h, mlp.coefs_, mlp.intercepts_, strict=True)),
+                     a=tuple(acts), loss=done.loss, da=(*da, out), dz=dz,
+                     grads=harness_pairs(done.grads))
+
+    def export_state(self) -> optim.State:
+        """The optimizer's arrays in harness.optim's layout: AdamOptimizer's ms / vs are
+        harness.optim's m / v (its folded bias correction lives in the step size, not the
+        moments) and its t the count; SGDOptimizer's velocity is -lr v (v <- mu v - lr g,
+        p <- p + v), exported as -velocity / lr, and as it keeps no step count, the count is
+        the train_steps this backend took since `load`."""
+        first, second = (self._slots(attr, scale) for attr, scale in
+                         zip(MOMENTS[self.spec.optimizer.name], self._scales(), strict=True))
+        return optim.State(self._count(), first, second)
+
+    def load_state(self, state: optim.State) -> bool:
+        """Replace the optimizer's arrays by `state`'s (converted as `export_state` says)
+        and its step count; ValueError where `state`'s layout is not harness.optim.init's
+        for this spec."""
+        for attr, slots, scale in zip(MOMENTS[self.spec.optimizer.name],
+                                      (state.first, state.second), self._scales(), strict=True):
+            kept = self._kept(slots, attr is not None)
+            if attr is not None:
+                setattr(self._optimizer, attr,
+                        [np.asarray(s, self.dtype) * scale for s in sklearn_order(kept)])
+        self._steps = int(state.count)
+        if self.spec.optimizer.name == "adam":
+            self._optimizer.t = self._steps
+        return True
+
+    def _count(self) -> int:
+        """AdamOptimizer's own t; SGDOptimizer's maths reads no count, so it keeps none."""
+        return self._optimizer.t if self.spec.optimizer.name == "adam" else self._steps
+
+    def _scales(self) -> tuple[np.generic, np.generic]:
+        """sklearn's (first, second) = scale * harness.optim's: -lr for SGD's velocity."""
+        one = self.dtype.type(1)
+        if self.spec.optimizer.name == "momentum":
+            return -self.dtype.type(self.spec.training.learning_rate), one
+        return one, one
+
+    def _slots(self, attr: str | None, scale: np.generic) -> optim.Slots:
+        """One entry per tensor [W0, b0, ...]: the optimizer's array / scale, or None."""
+        if attr is None:
+            return (None,) * len(self._arrays)
+        return tuple(v / scale for v in harness_order(getattr(self._optimizer, attr)))
+
+    def _kept(self, slots: optim.Slots, keeps: bool) -> list:
+        """`slots` itself, ValueError unless it holds an array of each tensor's shape where
+        harness.optim.init puts one (every tensor: sklearn trains them all) and None
+        elsewhere."""
+        want = [p.shape if keeps else None for p in harness_order(self._arrays)]
+        got = [None if s is None else np.shape(s) for s in slots]
+        if got != want:
+            raise ValueError(f"optimizer state layout {got} is not this spec's {want}")
+        return list(slots)
 
     def params(self) -> Params:
         return [(w.copy(), b.copy()) for w, b in

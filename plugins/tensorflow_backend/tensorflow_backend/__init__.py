@@ -9,6 +9,10 @@ Keras rounds a Python float hyper-parameter through float32 (`ops.cast(0.9, "flo
 is therefore handed over as a NumPy scalar of the run's dtype, the learning rate as a
 callable returning a constant of that dtype. What Keras cannot express is declared in
 `capabilities` and `gaps`; docs/optimizers.md tabulates the Keras conventions as measured.
+
+For the diagnosis, `trace` takes every layer's z and a and their gradients from a tape, and
+`export_state` / `load_state` read and write Keras's own optimizer variables, converted to
+harness.optim's layout (see `TensorflowTape.export_state`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from harness.backend import Backend, Capabilities, Operands, Products, trainable_mask
+from harness import optim
+from harness.backend import Backend, Capabilities, Operands, Products, Trace, trainable_mask
 from harness.data import Batch
 from harness.params import Params
 from harness.spec import Layer, Spec
@@ -33,6 +38,10 @@ EPS_PLACEMENT = {"rmsprop": "inside", "adam": "outside"}
 EPS_FORM = {"inside": "g / sqrt(s + epsilon)", "outside": "m / (sqrt(v) + epsilon)"}
 KERAS_CLASS = {"rmsprop": "RMSprop", "adam": "Adam"}
 LOGGERS = ("tensorflow", "absl", "keras", "h5py")
+# The Keras optimizer attributes holding harness.optim's `first` and `second` moments, one
+# variable per trainable tensor in the order the optimizer was built on; None: kept nowhere.
+MOMENTS = {"sgd": (None, None), "momentum": ("momentums", None),
+           "rmsprop": (None, "_velocities"), "adam": ("_momentums", "_velocities")}
 
 
 def quiet() -> None:
@@ -55,6 +64,11 @@ def gaps(spec: Spec) -> Iterator[str]:
         yield (f"cannot express optimizer.eps_placement = {opt.eps_placement!r} for "
                f"{opt.name}: keras.optimizers.{KERAS_CLASS[opt.name]} always computes "
                f"{EPS_FORM[fixed]}")
+
+
+def arrays(tensors: Any) -> tuple[np.ndarray | None, ...]:
+    """Tensors (None kept as None) as NumPy arrays."""
+    return tuple(None if t is None else t.numpy() for t in tensors)
 
 
 class TensorflowTape(Backend):
@@ -147,33 +161,43 @@ class TensorflowTape(Backend):
         if kind == "relu":
             return tf.nn.relu(z)                            # derivative 0 at z = 0
         if kind == "leaky_relu":                            # derivative slope at z = 0
-            return tf.where(z > 0, z, tf.cast(layer.negative_slope, z.dtype) * z)
+            # tf.constant, not tf.cast: a cast rounds the Python float through float32
+            slope = tf.constant(layer.negative_slope, dtype=z.dtype)
+            return tf.where(z > 0, z, slope * z)
         if kind == "softmax":
             return tf.nn.softmax(z, axis=1)
         return z                                            # identity
 
-    def _logits(self, x: tf.Tensor, masks: tuple) -> tf.Tensor:
-        """Output-layer z: hidden layers are activated and multiplied by their dropout mask."""
-        h, flat, last = x, self._flat, len(self.spec.model.layers) - 1
-        for i, layer in enumerate(self.spec.model.layers[:last]):
-            a = self._activate(layer, h @ flat[2 * i] + flat[2 * i + 1])
-            h = a * masks[i] if masks and masks[i] is not None else a
-        return h @ flat[2 * last] + flat[2 * last + 1]
+    def _layers(self, x: tf.Tensor, masks: tuple) -> tuple[list, list]:
+        """Every layer's z = h @ W + b and a = f(z), input layer first; h is x, then the
+        layer below's a times its dropout mask. (Inside a tf.function an output activation
+        the loss does not read, softmax under cross_entropy, is pruned from the graph.)"""
+        zs, acts, h, flat = [], [], x, self._flat
+        for i, layer in enumerate(self.spec.model.layers):
+            zs.append(h @ flat[2 * i] + flat[2 * i + 1])
+            acts.append(self._activate(layer, zs[-1]))
+            h = acts[-1] * masks[i] if masks and masks[i] is not None else acts[-1]
+        return zs, acts
 
-    def _data_loss(self, z: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-        """The spec's loss; bce and cross_entropy from the logits, as the NumPy reference."""
+    def _data_loss(self, z: tf.Tensor, a: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        """The spec's loss; bce and cross_entropy from the logits z, as the NumPy reference,
+        the squared losses from the output a."""
         name, tf = self.spec.loss.name, self._tf
         if name == "cross_entropy":
             return tf.reduce_mean(-tf.reduce_sum(y * tf.nn.log_softmax(z, axis=1), axis=1))
         if name == "bce":
             return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=z))
-        err = self._activate(self.spec.model.layers[-1], z) - y
-        squares = tf.square(err)
+        squares = tf.square(a - y)
         return tf.reduce_mean(squares) if name == "mse" else 0.5 * tf.reduce_sum(squares)
 
     def _loss(self, x: tf.Tensor, y: tf.Tensor, masks: tuple) -> tf.Tensor:
-        """Training loss: data loss with dropout, plus l2/2 * sum of squared weights."""
-        loss, l2 = self._data_loss(self._logits(x, masks), y), self.spec.loss.l2
+        zs, acts = self._layers(x, masks)
+        return self._objective(zs[-1], acts[-1], y)
+
+    def _objective(self, z: tf.Tensor, a: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        """Training loss from the output layer's z and a: the data loss (with dropout
+        already in them) plus l2/2 * sum of squared weights."""
+        loss, l2 = self._data_loss(z, a, y), self.spec.loss.l2
         if l2:
             half = self._tf.constant(0.5 * l2, dtype=self._dtype)
             loss += half * self._tf.add_n([self._tf.reduce_sum(w * w) for w in self._flat[0::2]])
@@ -214,9 +238,86 @@ class TensorflowTape(Backend):
 
     def evaluate(self, batch: Batch) -> tuple[float, np.ndarray]:
         x, y, _ = self._inputs(batch)
-        z = self._logits(x, ())
-        out = self._activate(self.spec.model.layers[-1], z)
-        return float(self._data_loss(z, y)), out.numpy()
+        zs, acts = self._layers(x, ())
+        return float(self._data_loss(zs[-1], acts[-1], y)), acts[-1].numpy()
+
+    def trace(self, batch: Batch) -> Trace:
+        """Every layer's z and a from the same forward pass as the loss, run eagerly under a
+        tape; dJ/dz and dJ/da are the tape's gradients with respect to those tensors (each is
+        computed from a trainable W, so the tape records them; dJ/da at a cross_entropy or
+        bce output is None: the loss never reads it). The loss and parameter gradients are
+        `loss_and_grads`'s own, from its compiled function. No state changes."""
+        x, y, masks = self._inputs(batch)
+        with self._tf.GradientTape() as tape:
+            zs, acts = self._layers(x, masks)
+            loss = self._objective(zs[-1], acts[-1], y)
+        dz, da = tape.gradient(loss, (zs, acts))
+        value, grads = self.loss_and_grads(batch)
+        applied = masks or (None,) * len(zs)
+        return Trace(x=x.numpy(), masks=arrays(applied), z=arrays(zs), a=arrays(acts),
+                     loss=value, da=arrays(da), dz=arrays(dz), grads=grads)
+
+    def export_state(self) -> optim.State | None:
+        """Keras's optimizer variables in harness.optim's layout: `count` is `iterations`;
+        RMSprop's `velocity` is s and Adam's `momentum` / `velocity` are m / v, the same
+        quantities (Adam's folded bias correction lives in its step size, not its moments).
+        Keras's SGD keeps its velocity scaled: m <- mu m - lr g, p <- p + m, so m = -lr v;
+        exported as -m / lr and loaded as -lr v, one rounding each way. None for momentum =
+        0: Keras's SGD then keeps no velocity, and harness.optim's v (the last gradient)
+        cannot be read back from anything it keeps."""
+        if self._keeps_no_velocity():
+            return None
+        first, second = (self._spread(variables, scale) for variables, scale in
+                         zip(self._moments(), self._scales(), strict=True))
+        return optim.State(int(self._optimizer.iterations.numpy()), first, second)
+
+    def load_state(self, state: optim.State) -> bool:
+        """Assign `state` into Keras's variables (converted as `export_state` says): its
+        moments, and `iterations`, the step count Adam's bias correction reads. False for
+        momentum = 0 (see `export_state`). ValueError where `state`'s layout is not the one
+        harness.optim.init gives this spec."""
+        if self._keeps_no_velocity():
+            return False
+        for variables, slots, scale in zip(self._moments(), (state.first, state.second),
+                                           self._scales(), strict=True):
+            for var, value in zip(variables, self._kept(slots, bool(variables)), strict=True):
+                var.assign(np.asarray(value, self._np_dtype) * scale)
+        self._optimizer.iterations.assign(int(state.count))
+        return True
+
+    def _keeps_no_velocity(self) -> bool:
+        opt = self.spec.optimizer
+        return opt.name == "momentum" and opt.momentum == 0
+
+    def _moments(self) -> tuple[list, list]:
+        """Keras's variables holding (first, second), one per trainable tensor; [] where the
+        optimizer keeps none."""
+        return tuple([] if attr is None else list(getattr(self._optimizer, attr))
+                     for attr in MOMENTS[self.spec.optimizer.name])
+
+    def _scales(self) -> tuple[np.generic, np.generic]:
+        """Keras's (first, second) = scale * harness.optim's: -lr for SGD's velocity."""
+        one = self._np_dtype.type(1)
+        if self.spec.optimizer.name == "momentum":
+            return -self._np_dtype.type(self.spec.training.learning_rate), one
+        return one, one
+
+    def _spread(self, variables: list, scale: np.generic) -> optim.Slots:
+        """One entry per tensor [W0, b0, ...]: the variable's value / scale, None for a
+        frozen tensor or where the optimizer keeps nothing."""
+        values = iter(variables)
+        return tuple(next(values).numpy() / scale if variables and train else None
+                     for train in self._trainable)
+
+    def _kept(self, slots: optim.Slots, keeps: bool) -> list[np.ndarray]:
+        """The arrays of `slots` for the trainable tensors; ValueError unless `slots` has
+        an array (of the tensor's shape) exactly where harness.optim.init puts one."""
+        want = [tuple(v.shape) if keeps and train else None
+                for v, train in zip(self._flat, self._trainable, strict=True)]
+        got = [None if s is None else np.shape(s) for s in slots]
+        if got != want:
+            raise ValueError(f"optimizer state layout {got} is not this spec's {want}")
+        return [s for s in slots if s is not None]
 
     @classmethod
     def set_threads(cls, n: int) -> None:
