@@ -236,3 +236,15 @@ def test_the_scan_reaches_the_latest_step_a_failing_check_names():
     assert scan_bound(checks[:1], steps, ["b"]) == 7
     assert scan_bound(checks[:2], steps, ["b"]) == 9
     assert scan_bound(checks[2:], steps, ["c"]) == 4
+
+
+def test_the_diagnosis_figure_is_drawn_only_where_backends_disagree(tmp_path):
+    from harness.plots import folder
+    bad = harness.run(SPEC, backends=["numpy", EpsInside], out=tmp_path / "bad")
+    good = harness.run(SPEC, backends=["numpy", "numpy_fast"], out=tmp_path / "good")
+    kinds = {name: [p.kind for p in folder.plan(r.tables, r.summary)]
+             for name, r in (("bad", bad), ("good", good))}
+    assert "diagnosis" in kinds["bad"] and "diagnosis" not in kinds["good"]
+    figure = next(p for p in folder.plan(bad.tables, bad.summary) if p.kind == "diagnosis")
+    axes = figure.draw().axes
+    assert "step 0, update W2" in axes[0].get_title()
