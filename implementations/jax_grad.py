@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from harness.backend import Backend, Capabilities, Operands, Products, trainable_mask
+from harness import optim
+from harness.backend import Backend, Capabilities, Operands, Products, Trace, trainable_mask
 from harness.data import Batch
 from harness.params import Params
 from harness.spec import Layer, Spec
@@ -22,6 +23,12 @@ from harness.spec import Layer, Spec
 if TYPE_CHECKING:
     import jax
     import optax
+
+# the losses `_data_loss` computes from the logits z: J never goes through the output's a
+FROM_LOGITS = ("cross_entropy", "bce")
+# optax's state fields holding harness.optim's slots: `first` (TraceState.trace of momentum,
+# ScaleByAdamState.mu) and `second` (ScaleByRmsState.nu, ScaleByAdamState.nu)
+FIRST, SECOND = ("trace", "mu"), ("nu",)
 
 
 def _activate(layer: Layer, z: jax.Array) -> jax.Array:
@@ -41,18 +48,26 @@ def _activate(layer: Layer, z: jax.Array) -> jax.Array:
     return functions[layer.activation](z)
 
 
-def _forward(layers: tuple[Layer, ...], params: list, x: jax.Array,
-             masks: tuple) -> tuple[jax.Array, jax.Array]:
-    """Logits z and outputs a = f(z) of the output layer; masks[i] (inverted dropout, already
-    scaled) multiplies layer i's activation when present."""
+def _forward(layers: tuple[Layer, ...], params: list, x: jax.Array, masks: tuple,
+             nudges: tuple | None = None) -> tuple[list, list]:
+    """z_l and a_l = f(z_l) of every layer (the last: logits and outputs); masks[i] (inverted
+    dropout, already scaled) multiplies layer i's activation when present. `nudges`, two lists
+    of arrays added to every z_l and a_l, are zeros whose gradients are dJ/dz_l and dJ/da_l
+    (the trace); without them nothing is added."""
     import jax
 
-    h = x
+    h, zs, acts = x, [], []
     for i, (layer, (w, b)) in enumerate(zip(layers, params, strict=True)):
         z = jax.numpy.matmul(h, w, precision=jax.lax.Precision.HIGHEST) + b
+        if nudges:
+            z = z + nudges[0][i]
         a = _activate(layer, z)
+        if nudges:
+            a = a + nudges[1][i]
+        zs.append(z)
+        acts.append(a)
         h = a * masks[i] if masks and masks[i] is not None else a
-    return z, a
+    return zs, acts
 
 
 def _data_loss(loss: str, z: jax.Array, a: jax.Array, y: jax.Array) -> jax.Array:
@@ -150,31 +165,44 @@ class JaxGrad(Backend):
         layers, loss, l2 = spec.model.layers, spec.loss.name, spec.loss.l2
         mask = trainable_mask(spec)
 
-        def objective(params: list, x: jax.Array, y: jax.Array, masks: tuple) -> jax.Array:
-            z, a = _forward(layers, params, x, masks)
-            value = _data_loss(loss, z, a, y)
+        def objective(params: list, x: jax.Array, y: jax.Array, masks: tuple,
+                      nudges: tuple | None = None) -> tuple[jax.Array, tuple[list, list]]:
+            zs, acts = _forward(layers, params, x, masks, nudges)
+            value = _data_loss(loss, zs[-1], acts[-1], y)
             if l2:
                 value = value + 0.5 * l2 * sum(jnp.sum(w * w) for w, _ in params)
-            return value
+            return value, (zs, acts)
 
-        value_and_grad = jax.value_and_grad(objective)
+        value_and_grad = jax.value_and_grad(objective, has_aux=True)
+
+        def frozen_to_zero(grads: list) -> list:
+            return jax.tree.map(lambda g, t: g if t else jnp.zeros_like(g), grads, mask)
 
         def loss_and_grads(params: list, x: jax.Array, y: jax.Array,
                            masks: tuple) -> tuple[jax.Array, list]:
-            value, grads = value_and_grad(params, x, y, masks)
-            return value, jax.tree.map(lambda g, t: g if t else jnp.zeros_like(g), grads, mask)
+            (value, _), grads = value_and_grad(params, x, y, masks)
+            return value, frozen_to_zero(grads)
+
+        def trace(params: list, x: jax.Array, y: jax.Array, masks: tuple) -> tuple:
+            """value, z, a, gradients, dJ/dz, dJ/da: the gradient with respect to zero
+            nudges of every z_l and a_l too."""
+            zeros = [jnp.zeros((x.shape[0], layer.size), x.dtype) for layer in layers]
+            (value, (zs, acts)), (grads, (dz, da)) = jax.value_and_grad(
+                objective, argnums=(0, 4), has_aux=True)(params, x, y, masks, (zeros, zeros))
+            return value, zs, acts, frozen_to_zero(grads), dz, da
 
         def train_step(params: list, state: Any, x: jax.Array, y: jax.Array,
                        masks: tuple) -> tuple[jax.Array, list, Any]:
-            value, grads = value_and_grad(params, x, y, masks)
+            (value, _), grads = value_and_grad(params, x, y, masks)
             updates, state = tx.update(grads, state, params)
             return value, optax.apply_updates(params, updates), state
 
         def evaluate(params: list, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
-            z, a = _forward(layers, params, x, ())
-            return _data_loss(loss, z, a, y), a
+            zs, acts = _forward(layers, params, x, ())
+            return _data_loss(loss, zs[-1], acts[-1], y), acts[-1]
 
         self._loss_and_grads = jax.jit(loss_and_grads)
+        self._trace = jax.jit(trace)
         # donated: the step overwrites the old parameters and optimizer state in place
         self._train_step = jax.jit(train_step, donate_argnums=(0, 1))
         self._evaluate = jax.jit(evaluate)
@@ -188,14 +216,79 @@ class JaxGrad(Backend):
         self._params = self._put([(np.array(w, self.dtype), np.array(b, self.dtype))
                                   for w, b in params])
         self._state = self._put(self._tx.init(self._params))
+        self._steps = 0                  # steps taken, for the optimizers optax counts none for
 
     def loss_and_grads(self, batch: Batch) -> tuple[float, Params]:
         value, grads = self._loss_and_grads(self._params, *self._arrays(batch))
         return float(value), [(np.array(dw), np.array(db)) for dw, db in grads]
 
+    def trace(self, batch: Batch) -> Trace:
+        """One jitted call (see `trace` in __init__): no state changes, nothing donated.
+        dJ/da of the output layer is None for the losses computed from the logits."""
+        x, y, masks = self._arrays(batch)
+        value, zs, acts, grads, dz, da = self._trace(self._params, x, y, masks)
+        last = len(zs) - 1
+        return Trace(x=x.copy(), masks=tuple(None if m is None else m.copy()
+                                             for m in masks or (None,) * len(zs)),
+                     z=tuple(map(np.array, zs)), a=tuple(map(np.array, acts)),
+                     loss=float(value),
+                     da=tuple(None if i == last and self.spec.loss.name in FROM_LOGITS
+                              else np.array(d) for i, d in enumerate(da)),
+                     dz=tuple(map(np.array, dz)),
+                     grads=[(np.array(dw), np.array(db)) for dw, db in grads])
+
+    def _found(self, keys: tuple[str, ...]) -> Any:
+        """The one field of the optax state named by one of `keys`, or None."""
+        import optax
+
+        return next((value for key in keys
+                     if (value := optax.tree.get(self._state, key)) is not None), None)
+
+    def export_state(self) -> optim.State:
+        """optax's state in harness.optim's layout (see FIRST and SECOND; the folded Adam
+        reuses ScaleByAdamState): frozen tensors hold optax.MaskedNode, exported as None. The
+        count is Adam's where it keeps one, else the steps this backend counted."""
+        import optax
+
+        def slots(tree: Any) -> optim.Slots:
+            if tree is None:
+                return (None,) * 2 * len(self._params)
+            return tuple(None if isinstance(t, optax.MaskedNode) else np.array(t)
+                         for pair in tree for t in pair)
+
+        count = self._found(("count",))
+        return optim.State(self._steps if count is None else int(count),
+                           slots(self._found(FIRST)), slots(self._found(SECOND)))
+
+    def load_state(self, state: optim.State) -> bool:
+        """A new optax state of the same structure, dtypes (Adam's count int32) and device,
+        its fields set from `state`'s copies: the old buffers are dropped (a donated step
+        may reuse them), the new ones shared with no caller."""
+        import jax
+        import optax
+
+        def tree(slots: optim.Slots) -> list:
+            leaves = [optax.MaskedNode() if s is None else np.array(s, self.dtype)
+                      for s in slots]
+            return list(zip(leaves[0::2], leaves[1::2], strict=True))
+
+        fields = {key: tree(slots) for keys, slots in ((FIRST, state.first),
+                                                       (SECOND, state.second))
+                  for key in keys if optax.tree.get(self._state, key) is not None}
+        if optax.tree.get(self._state, "count") is not None:
+            fields["count"] = np.asarray(state.count, np.int32)
+        new = optax.tree.set(self._state, **fields) if fields else self._state
+        if jax.tree.structure(new) != jax.tree.structure(self._state):
+            raise ValueError(f"optimizer state does not fit {self.spec.optimizer.name}'s: "
+                             f"{jax.tree.structure(new)}")
+        self._state = self._put(new)
+        self._steps = int(state.count)
+        return True
+
     def train_step(self, batch: Batch) -> float:
         value, self._params, self._state = self._train_step(self._params, self._state,
                                                              *self._arrays(batch))
+        self._steps += 1
         return float(value)
 
     def params(self) -> Params:

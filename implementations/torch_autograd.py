@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from harness.backend import Backend, Capabilities, Operands, Products, trainable_mask
+from harness import optim
+from harness.backend import Backend, Capabilities, Operands, Products, Trace, trainable_mask
 from harness.data import Batch
 from harness.params import Params
 from harness.spec import Layer, Spec
@@ -20,6 +21,12 @@ if TYPE_CHECKING:
     import torch
 
 Masks = tuple["torch.Tensor | None", ...]
+
+# harness.optim's slots -> the torch.optim state key holding them, per optimizer: `first`
+# (velocity, Adam's m), `second` (RMSprop's s, Adam's v). Adam and RMSprop also count "step".
+FIRST = {"momentum": "momentum_buffer", "adam": "exp_avg"}
+SECOND = {"rmsprop": "square_avg", "adam": "exp_avg_sq"}
+COUNTED = ("rmsprop", "adam")
 
 
 class TorchAutograd(Backend):
@@ -55,6 +62,7 @@ class TorchAutograd(Backend):
         self._trainable = [t for pair in trainable_mask(spec) for t in pair]
         self._flat: list[torch.Tensor] = []
         self._optimizer: torch.optim.Optimizer | None = None
+        self._steps = 0                  # steps taken, for the optimizers torch counts none for
         opt, lr = spec.optimizer, spec.training.learning_rate
         # decoupled decay p <- p * (1 - lr wd) for the optimizers torch has no such option for
         self._decay = 1.0 - lr * opt.weight_decay if opt.weight_decay and opt.name != "adam" \
@@ -67,6 +75,7 @@ class TorchAutograd(Backend):
                                          requires_grad=train)
                       for a, train in zip(arrays, self._trainable, strict=True)]
         self._optimizer = self._make_optimizer()
+        self._steps = 0
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         """The spec's optimizer over the trainable tensors (see harness/optim.py for the maths).
@@ -87,8 +96,7 @@ class TorchAutograd(Backend):
         return optim.SGD(params, lr=lr)
 
     def params(self) -> Params:
-        arrays = [p.detach().cpu().numpy().copy() for p in self._flat]
-        return [(arrays[i], arrays[i + 1]) for i in range(0, len(arrays), 2)]
+        return _pairs([_numpy(p) for p in self._flat])
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return self._torch.as_tensor(array, dtype=self._dtype, device=self.device)
@@ -113,43 +121,130 @@ class TorchAutograd(Backend):
             return torch.softmax(z, dim=1)
         return z                                           # identity
 
+    def _linear(self, i: int, h: torch.Tensor) -> torch.Tensor:
+        """z = h @ W + b of layer i."""
+        return h @ self._flat[2 * i] + self._flat[2 * i + 1]
+
+    @staticmethod
+    def _dropout(a: torch.Tensor, masks: Masks, i: int) -> torch.Tensor:
+        """h = a * mask of layer i, or a where the layer has no dropout."""
+        return a * masks[i] if masks and masks[i] is not None else a
+
     def _logits(self, x: torch.Tensor, masks: Masks) -> torch.Tensor:
         """Output-layer z: hidden layers are activated and multiplied by their dropout mask."""
         h, last = x, len(self.spec.model.layers) - 1
         for i, layer in enumerate(self.spec.model.layers[:last]):
-            a = self._activate(layer, h @ self._flat[2 * i] + self._flat[2 * i + 1])
-            h = a * masks[i] if masks and masks[i] is not None else a
-        return h @ self._flat[2 * last] + self._flat[2 * last + 1]
+            h = self._dropout(self._activate(layer, self._linear(i, h)), masks, i)
+        return self._linear(last, h)
 
-    def _data_loss(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The spec's loss; bce and cross_entropy from the logits, as the NumPy reference."""
+    def _data_loss(self, z: torch.Tensor, y: torch.Tensor,
+                   a: torch.Tensor | None = None) -> torch.Tensor:
+        """The spec's loss; bce and cross_entropy from the logits, as the NumPy reference. The
+        output activation a = f(z) is computed here unless the caller (the trace) has it."""
         name = self.spec.loss.name
         if name == "cross_entropy":
             return -(y * self._f.log_softmax(z, dim=1)).sum(dim=1).mean()
         if name == "bce":
             return self._f.binary_cross_entropy_with_logits(z, y)
-        err = self._activate(self.spec.model.layers[-1], z) - y
+        err = (self._activate(self.spec.model.layers[-1], z) if a is None else a) - y
         return (err * err).mean() if name == "mse" else 0.5 * (err * err).sum()
 
-    def _loss(self, batch: Batch) -> torch.Tensor:
-        """Training loss: data loss with dropout, plus l2/2 * sum of squared weights."""
-        x, y, masks = self._inputs(batch)
-        loss = self._data_loss(self._logits(x, masks), y)
+    def _with_penalty(self, loss: torch.Tensor) -> torch.Tensor:
+        """The data loss plus l2/2 * sum of squared weights."""
         l2 = self.spec.loss.l2
         if l2:
             loss = loss + 0.5 * l2 * sum((w * w).sum() for w in self._flat[0::2])
         return loss
 
-    def loss_and_grads(self, batch: Batch) -> tuple[float, Params]:
-        """torch.autograd.grad leaves .grad and the optimizer untouched: no state changes."""
-        loss = self._loss(batch)
-        grads = iter(self._torch.autograd.grad(loss, [p for p in self._flat if p.requires_grad]))
-        flat = [(next(grads) if p.requires_grad else self._torch.zeros_like(p)).cpu().numpy()
+    def _loss(self, batch: Batch) -> torch.Tensor:
+        """Training loss: data loss with dropout, plus the L2 penalty."""
+        x, y, masks = self._inputs(batch)
+        return self._with_penalty(self._data_loss(self._logits(x, masks), y))
+
+    def _gradients(self, loss: torch.Tensor,
+                   also: list[torch.Tensor]) -> tuple[Params, list[torch.Tensor | None]]:
+        """dJ/d(every parameter) as NumPy pairs (zeros for a frozen bias), and dJ/d(each tensor
+        of `also`), None where J does not depend on it. torch.autograd.grad leaves .grad and
+        the optimizer untouched: no state changes."""
+        trainable = [p for p in self._flat if p.requires_grad]
+        found = self._torch.autograd.grad(loss, [*trainable, *also], allow_unused=True)
+        grads = iter(found[:len(trainable)])
+        flat = [_numpy(next(grads) if p.requires_grad else self._torch.zeros_like(p))
                 for p in self._flat]
-        return loss.item(), [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+        return _pairs(flat), list(found[len(trainable):])
+
+    def loss_and_grads(self, batch: Batch) -> tuple[float, Params]:
+        loss = self._loss(batch)
+        return loss.item(), self._gradients(loss, [])[0]
+
+    def trace(self, batch: Batch) -> Trace:
+        """The forward pass of `_loss` in a fresh graph, every layer's z and a kept, and
+        autograd's dJ/dz and dJ/da besides the parameter gradients. dJ/da of the output layer
+        is None where the loss reads only the logits (autograd finds a unused)."""
+        x, y, masks = self._inputs(batch)
+        zs, acts, h = [], [], x
+        for i, layer in enumerate(self.spec.model.layers):
+            zs.append(self._linear(i, h))
+            acts.append(self._activate(layer, zs[-1]))
+            h = self._dropout(acts[-1], masks, i)
+        loss = self._with_penalty(self._data_loss(zs[-1], y, acts[-1]))
+        grads, found = self._gradients(loss, [*zs, *acts])
+        dz, da = found[:len(zs)], found[len(zs):]
+        return Trace(x=_numpy(x), masks=tuple(None if m is None else _numpy(m)
+                                              for m in masks or (None,) * len(zs)),
+                     z=tuple(map(_numpy, zs)), a=tuple(map(_numpy, acts)), loss=loss.item(),
+                     da=tuple(None if d is None else _numpy(d) for d in da),
+                     dz=tuple(map(_numpy, dz)), grads=grads)
+
+    def _held(self, p: torch.Tensor, key: str) -> torch.Tensor | None:
+        """torch's buffer `key` of p, None before its first step. SGD with momentum 0 keeps
+        no buffer: its v is the last gradient, which stays in p.grad until the next step
+        clears it."""
+        if key == FIRST["momentum"] and not self.spec.optimizer.momentum:
+            return p.grad
+        return self._optimizer.state.get(p, {}).get(key)
+
+    def _slot(self, p: torch.Tensor, key: str | None) -> np.ndarray | None:
+        """One tensor's slot of the exported state: None where nothing is kept, zeros
+        before torch has created its buffer (as harness.optim.init lays them out)."""
+        if key is None or not p.requires_grad:
+            return None
+        held = self._held(p, key)
+        return np.zeros(p.shape, self._np_dtype) if held is None else _numpy(held)
+
+    def export_state(self) -> optim.State:
+        """torch.optim's state in harness.optim's layout (see FIRST and SECOND): the count is
+        torch's own "step" where it keeps one, else the steps this backend counted."""
+        name = self.spec.optimizer.name
+        steps = [s["step"] for s in self._optimizer.state.values() if "step" in s]
+        return optim.State(int(steps[0]) if steps else self._steps,
+                           tuple(self._slot(p, FIRST.get(name)) for p in self._flat),
+                           tuple(self._slot(p, SECOND.get(name)) for p in self._flat))
+
+    def load_state(self, state: optim.State) -> bool:
+        """The state through `Optimizer.load_state_dict`, as torch would save it: moments
+        copied to the parameters' dtype and device, "step" a number that torch turns into the
+        tensor its foreach, fused or capturable path expects. A zero momentum buffer steps
+        like the absent one of a fresh SGD: v = mu 0 + g = g."""
+        name, torch = self.spec.optimizer.name, self._torch
+        entries, trainable = {}, [i for i, p in enumerate(self._flat) if p.requires_grad]
+        for index, i in enumerate(trainable):
+            entry = {key: torch.tensor(slots[i], dtype=self._dtype, device=self.device)
+                     for key, slots in ((FIRST.get(name), state.first),
+                                        (SECOND.get(name), state.second)) if key}
+            if name == "momentum" and not self.spec.optimizer.momentum:
+                self._flat[i].grad = entry.pop(FIRST[name])   # see _held
+            if name in COUNTED:
+                entry["step"] = float(state.count)
+            entries[index] = entry
+        saved = self._optimizer.state_dict()
+        self._optimizer.load_state_dict({**saved, "state": entries})
+        self._steps = int(state.count)
+        return True
 
     def train_step(self, batch: Batch) -> float:
         loss = self._loss(batch)
+        self._steps += 1
         self._optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self._decay is not None:
@@ -166,7 +261,7 @@ class TorchAutograd(Backend):
             z = self._logits(x, ())
             loss = self._data_loss(z, y)
             out = self._activate(self.spec.model.layers[-1], z)
-        return loss.item(), out.cpu().numpy()
+        return loss.item(), _numpy(out)
 
     def sync(self) -> None:
         if self._cuda:
@@ -208,3 +303,13 @@ class TorchAutograd(Backend):
         blas = next((part.split("=", 1)[1] for part in config.replace(",", " ").split()
                      if part.startswith("BLAS_INFO=")), "unknown")
         return f"torch {torch.__version__}: BLAS {blas}"
+
+
+def _numpy(tensor: torch.Tensor) -> np.ndarray:
+    """A NumPy copy of `tensor` (never a view of the backend's memory or of the batch's)."""
+    return tensor.detach().cpu().numpy().copy()
+
+
+def _pairs(flat: list[np.ndarray]) -> Params:
+    """[W0, b0, W1, b1, ...] back into [(W0, b0), (W1, b1), ...]."""
+    return [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]

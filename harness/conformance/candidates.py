@@ -25,6 +25,17 @@ MAIN_OPTIMIZERS = ({"name": "adam"}, {"name": "adam", "bias_correction": "folded
                    {"name": "momentum"}, {"name": "sgd"})
 FROZEN_OPTIMIZERS = ({"name": "momentum", "weight_decay": WD}, {"name": "momentum"},
                      {"name": "sgd"})
+# the optimizer-state cases: case -> the conventions whose specs it may run on, in order of
+# preference (where eps goes changes no moment, so either placement checks the state), and
+# a frozen bias (its slots hold nothing)
+FROZEN = "frozen_bias"
+STATE_CASES: dict[str, tuple[str, ...]] = {
+    "sgd": ("sgd",), "momentum": ("momentum",), "nesterov": ("nesterov",),
+    "rmsprop": ("rmsprop", "rmsprop_eps_inside"), "adam": ("adam", "adam_eps_inside"),
+    "adam_folded": ("adam_folded",), "adamw": ("adamw",),
+    "momentum_decoupled_decay": ("momentum_decoupled_decay",),
+    FROZEN: ("adamw", "adamw_folded", "momentum_decoupled_decay", "sgd"),
+}
 
 # convention name -> the [optimizer] table of a spec that selects it
 CONVENTIONS: dict[str, dict] = {
@@ -77,3 +88,15 @@ def frozen_tables() -> Iterator[dict]:
     """A frozen first-layer bias, with decoupled weight decay first (it must not decay)."""
     for hidden, loss, opt in product(HIDDEN1, LOSS_DATA, FROZEN_OPTIMIZERS):
         yield table(hidden, loss, opt, (6,), frozen=True)
+
+
+def state_tables(case: str) -> Iterator[dict]:
+    """The spec tables of optimizer-state case `case`: its conventions' optimizer tables, or
+    for FROZEN one small hidden layer with a frozen bias, richest state first."""
+    conventions = STATE_CASES[case]
+    if case != FROZEN:
+        for convention in conventions:
+            yield from optimizer_tables(convention)
+        return
+    for hidden, loss, convention in product(HIDDEN1, LOSS_DATA, conventions):
+        yield table(hidden, loss, CONVENTIONS[convention], (4,), lr=LR, frozen=True)

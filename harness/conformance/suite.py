@@ -31,8 +31,11 @@ from harness.conformance.cases import (
     loss_and_grads_pure,
     optimizer_case,
     params_roundtrip,
+    state_roundtrip,
     step_vs_reference,
     timing_smoke,
+    trace_consistency,
+    trace_vs_reference,
     trajectory_vs_reference,
 )
 from harness.registry import missing_framework
@@ -65,7 +68,12 @@ CASES: tuple[Case, ...] = (
     Case(f"grads_vs_{REFERENCE}", grads_vs_reference),
     Case(f"grads_vs_{REFERENCE}_float32", partial(grads_vs_reference, dtype="float32")),
     Case(f"step_vs_{REFERENCE}_float32", partial(step_vs_reference, dtype="float32")),
+    Case("trace_consistency", trace_consistency),
+    Case(f"trace_vs_{REFERENCE}", trace_vs_reference),
+    Case(f"trace_vs_{REFERENCE}_float32", partial(trace_vs_reference, dtype="float32")),
     *(Case(f"optimizer_{c}", partial(optimizer_case, case=c)) for c in candidates.CONVENTIONS),
+    *(Case(f"state_roundtrip_{c}", partial(state_roundtrip, case=c))
+      for c in candidates.STATE_CASES),
     Case(f"trajectory_vs_{REFERENCE}", trajectory_vs_reference),
     Case(f"trajectory_vs_{REFERENCE}_float32", partial(trajectory_vs_reference,
                                                        dtype="float32")),
