@@ -49,6 +49,8 @@ class Trace:
     the diagnosis compares phase by phase and `harness explain` prints. Layer l = 0, 1, ...
     is the layer of W{l} and b{l}; h_{-1} = x, h_l = a_l * mask_l (or a_l without dropout).
 
+    The arrays may be the backend's own or the batch's: read them, never write into them.
+
     x          the inputs the backend computed with
     masks      the dropout masks it applied, one per layer, None where it applied none
     z[l]       pre-activation h_{l-1} @ W_l + b_l
@@ -143,8 +145,9 @@ class Backend(abc.ABC):
     def load_state(self, state: optim.State) -> bool:
         """Replace the optimizer state by `state` (harness.optim's layout, after `load`,
         which leaves the parameters as loaded): the next `train_step` continues from it.
-        False (the default): it cannot, and the diagnosis compares its update from a fresh
-        state instead, saying so."""
+        A state of another layout (a slot where this optimizer keeps none, a shape that
+        differs) raises ValueError. False (the default): it cannot, and the diagnosis
+        compares its update from a fresh state instead, saying so."""
         return False
 
     @classmethod

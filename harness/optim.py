@@ -47,6 +47,21 @@ def copy_state(state: State, dtype: np.dtype | None = None) -> State:
     return State(int(state.count), copied(state.first), copied(state.second))
 
 
+def check_layout(state: State, like: State) -> None:
+    """ValueError unless `state` keeps a slot exactly where `like` does, of the same shape."""
+    for name in ("first", "second"):
+        theirs, mine = getattr(state, name), getattr(like, name)
+        if len(theirs) != len(mine):
+            raise ValueError(f"optimizer state: {len(theirs)} tensors in `{name}`, "
+                             f"expected {len(mine)}")
+        for i, (a, b) in enumerate(zip(theirs, mine, strict=True)):
+            if (a is None) != (b is None) or (a is not None and np.shape(a) != b.shape):
+                want = "nothing" if b is None else f"shape {b.shape}"
+                got = "nothing" if a is None else f"shape {np.shape(a)}"
+                raise ValueError(f"optimizer state: `{name}` of tensor {i} has {got}, "
+                                 f"expected {want}")
+
+
 def _all(tensors: Sequence[np.ndarray], trainable: Sequence[bool] | None) -> tuple[bool, ...]:
     return tuple(trainable) if trainable is not None else (True,) * len(tensors)
 

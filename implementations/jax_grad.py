@@ -18,14 +18,13 @@ from harness import optim
 from harness.backend import Backend, Capabilities, Operands, Products, Trace, trainable_mask
 from harness.data import Batch
 from harness.params import Params
-from harness.spec import Layer, Spec
+from harness.spec import LOGIT_LOSSES, Layer, Spec
 
 if TYPE_CHECKING:
     import jax
     import optax
 
 # the losses `_data_loss` computes from the logits z: J never goes through the output's a
-FROM_LOGITS = ("cross_entropy", "bce")
 # optax's state fields holding harness.optim's slots: `first` (TraceState.trace of momentum,
 # ScaleByAdamState.mu) and `second` (ScaleByRmsState.nu, ScaleByAdamState.nu)
 FIRST, SECOND = ("trace", "mu"), ("nu",)
@@ -232,7 +231,7 @@ class JaxGrad(Backend):
                                              for m in masks or (None,) * len(zs)),
                      z=tuple(map(np.array, zs)), a=tuple(map(np.array, acts)),
                      loss=float(value),
-                     da=tuple(None if i == last and self.spec.loss.name in FROM_LOGITS
+                     da=tuple(None if i == last and self.spec.loss.name in LOGIT_LOSSES
                               else np.array(d) for i, d in enumerate(da)),
                      dz=tuple(map(np.array, dz)),
                      grads=[(np.array(dw), np.array(db)) for dw, db in grads])

@@ -144,6 +144,7 @@ class NumpyTextbook(Backend):
         return optim.copy_state(self.state)
 
     def load_state(self, state: optim.State) -> bool:
+        optim.check_layout(state, self.state)
         self.state = optim.copy_state(state, np.dtype(self.spec.dtype))
         return True
 

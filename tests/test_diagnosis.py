@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 
 import harness
+import harness.params
+import harness.spec
 from harness import optim
 from harness.params import flatten
 from harness.verify import diagnose, phases
@@ -248,3 +250,15 @@ def test_the_diagnosis_figure_is_drawn_only_where_backends_disagree(tmp_path):
     figure = next(p for p in folder.plan(bad.tables, bad.summary) if p.kind == "diagnosis")
     axes = figure.draw().axes
     assert "step 0, update W2" in axes[0].get_title()
+
+
+def test_a_state_of_another_layout_is_refused():
+    spec = harness.spec.from_dict(spec_with(optimizer={"name": "momentum"}))
+    backend = NumpyTextbook(spec)
+    backend.load(harness.params.initial_params(spec))
+    state = backend.export_state()
+    with pytest.raises(ValueError, match="`second` of tensor 0 has shape"):
+        backend.load_state(state._replace(second=state.first))
+    with pytest.raises(ValueError, match="shape"):
+        backend.load_state(state._replace(first=(state.first[0][:1], *state.first[1:])))
+    assert backend.load_state(state)

@@ -12,10 +12,9 @@ import numpy as np
 from harness.backend import Trace
 from harness.explain.text import Item, Row, largest, norm, row, table
 from harness.params import Params
-from harness.spec import Spec
+from harness.spec import LOGIT_LOSSES, Spec
 
 SHOWN = 3                                 # units, inputs and weights of a unit shown one by one
-LOGIT_LOSSES = ("cross_entropy", "bce")   # their dE/dnet at the output comes from the logits
 REST = slice(SHOWN, None)
 
 

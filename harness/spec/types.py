@@ -16,7 +16,10 @@ OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
 INITS = ("xavier_normal", "xavier_uniform", "he_normal", "he_uniform")
 EPS_PLACEMENTS = ("outside", "inside")
 BIAS_CORRECTIONS = ("standard", "folded")
-# The output activation each loss is defined on (bce and cross_entropy work from the logits).
+# The losses computed from the logits z (never through a = f(z)): a trace's dJ/da is None at
+# their output layer.
+LOGIT_LOSSES = ("cross_entropy", "bce")
+# The output activation each loss is defined on.
 LOSS_OUTPUT = {"cross_entropy": ("softmax",), "bce": ("sigmoid",),
                "mse": ("sigmoid", "tanh", "relu", "leaky_relu", "identity"),
                "half_sse": ("sigmoid", "tanh", "relu", "leaky_relu", "identity")}
