@@ -161,6 +161,9 @@ class JaxGrad(Backend):
         self._put: Callable[[Any], Any] = lambda tree: jax.device_put(tree, target)
         self._block: Callable[[Any], Any] = jax.block_until_ready
         self._tx = tx = _optimizer(spec)
+        # jitted: the finite-difference oracle reloads a backend thousands of times, and
+        # building optax's state tree op by op costs ~2 ms a load
+        self._init = jax.jit(tx.init)
         layers, loss, l2 = spec.model.layers, spec.loss.name, spec.loss.l2
         mask = trainable_mask(spec)
 
@@ -214,7 +217,7 @@ class JaxGrad(Backend):
     def load(self, params: Params) -> None:
         self._params = self._put([(np.array(w, self.dtype), np.array(b, self.dtype))
                                   for w, b in params])
-        self._state = self._put(self._tx.init(self._params))
+        self._state = self._put(self._init(self._params))
         self._steps = 0                  # steps taken, for the optimizers optax counts none for
 
     def loss_and_grads(self, batch: Batch) -> tuple[float, Params]:

@@ -1,0 +1,1 @@
+"""A catalogue of realistic backprop and optimizer bugs, each with the diagnosis it must get."""
