@@ -241,14 +241,19 @@ def _locate(rec: Record, lanes: list[Lane], p0: params.Params, ds: data.Dataset,
         return
     names = diagnose.needing(prelim["checks"], prelim["divergence"])
     last = scan_bound(prelim["checks"], rec.frames()["steps"], names)
+    ref_diverged = (prelim["divergence"] or {"at": {}})["at"].get(lanes[0].name)
+    if ref_diverged is not None:                  # its loss there is already NaN/Inf
+        last = min(last, ref_diverged - 1)
     spec, checks = rec.spec, set(rec.spec.training.grad_check_steps)
     replay = type(lanes[0].backend)(spec, device)
     replay.load(params.copy(p0))
     held, base = held_out(ds), tolerances(spec)
     for step in range(min(last, MAX_SCAN_STEPS) + 1):
         batch = data.train_batch(spec, ds, plan, step)
+        at, state = replay.params(), replay.export_state()
+        if not all(np.isfinite(t).all() for t in params.flatten(at)):
+            return                        # the reference diverged: nothing left to compare
         if step not in checks:
-            at, state = replay.params(), replay.export_state()
             seen = same_point.observe(lanes, at, batch, held, base,
                                       data.rng_for(spec.seed, "sensitivity", step))
             rec.add("phases", [dict(row, scan=True) for row in same_point.phase_rows(
@@ -349,7 +354,7 @@ def _finish(rec: Record, lanes: list[Lane], ds: data.Dataset) -> None:
 def _param_rows(a: params.Params, b: params.Params) -> list[dict]:
     names = oracle.parameter_names(len(a))
     return [dict(zip(("parameter", "max_abs_err", "max_rel_err"),
-                     (n, *tol.errors(x, y)), strict=True))
+                     (n, *tol.diverged_errors(x, y)), strict=True))
             for n, x, y in zip(names, params.flatten(a), params.flatten(b), strict=True)]
 
 

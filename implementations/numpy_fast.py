@@ -38,6 +38,11 @@ from implementations import blas
 # Weight matrices from this many entries descend inside their GEMM: below it the ctypes call
 # costs more than the update pass it saves (measurements: docs/benchmarking.md).
 BLAS_DESCENT_MIN_SIZE = 128 * 128
+# Plain SGD folds lr into the output delta only where that cannot overflow when the plain
+# maths does not: scaled by lr <= 1 every intermediate of the backward pass is no larger
+# than unscaled. A larger lr (1e300 in a hostile spec) would turn a finite delta @ W^T into
+# Inf, and Inf times a ReLU's zero derivative into NaN; it takes the optimizer's path.
+FOLD_LR_MAX = 1.0
 
 
 def descends_in_gemm(p: np.ndarray, descend: blas.AddProduct | None) -> bool:
@@ -361,7 +366,7 @@ class NumpyFast(Backend):
 
     def train_step(self, batch: Batch) -> float:
         opt, lr = self.spec.optimizer, self.spec.training.learning_rate
-        if opt.name == "sgd" and not opt.weight_decay:
+        if opt.name == "sgd" and not opt.weight_decay and lr <= FOLD_LR_MAX:
             # p -= lr * g with lr folded into the output delta; large W descend in BLAS
             self._optimizer.count += 1                    # the step count SGD keeps no use for
             value = self._loss_and_grads(batch, scale=lr, descend=self._descend)

@@ -119,7 +119,7 @@ def _row(step: int, phase: str, tensor: str, backend: str, compared_to: str,
     if mine.shape != want.shape:
         abs_err = rel_err = np.inf
     else:
-        abs_err, rel_err = tol.errors(mine, want)
+        abs_err, rel_err = tol.diverged_errors(mine, want)
     return {"step": step, "phase": phase, "layer": layer_of(tensor), "tensor": tensor,
             "backend": backend, "compared_to": compared_to, "max_abs_err": abs_err,
             "max_rel_err": rel_err, "tolerance": tolerance,

@@ -133,6 +133,18 @@ def for_run(dtype: str, longest_sum: int, depth: int) -> Tolerances:
                       param_rtol=FLOAT32_PARAM_RTOL)
 
 
+def diverged_errors(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """`errors`, where an entry that is NaN or Inf in both counts as equal: both diverged
+    there, as the loss curve counts two non-finite losses. An entry finite in one only is
+    an infinite difference."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    both = ~np.isfinite(a) & ~np.isfinite(b)
+    one = np.isfinite(a) != np.isfinite(b)
+    if one.any():
+        return np.inf, np.inf
+    return errors(np.where(both, 0.0, a), np.where(both, 0.0, b))
+
+
 def errors(a: np.ndarray, b: np.ndarray, floor: float = 0.0) -> tuple[float, float]:
     """(max |a - b|, max |a - b| / (max(|a|_max, |b|_max) + floor)): the
     metric every tolerance in this module bounds.

@@ -21,7 +21,7 @@ pure function, `decide`, turns them into agree / disagree / not_compared.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -226,6 +226,19 @@ def early_stop_check(events: pd.DataFrame, backends: list[str], ref: str) -> Che
                      f"{b} step {s}" for b, s in at.items()))
 
 
+def after_divergence(check: Check, divergence: dict | None) -> Check:
+    """Where every backend diverged at the same step (the spec's fault), what the parameters
+    hold after it (NaN, Inf, overflowed values each framework propagates its own way) is not
+    a disagreement: a failing final_params check becomes drift, explained by the divergence."""
+    if check.check != "final_params" or check.status != "fail" or divergence is None or \
+            divergence["kind"] != "all":
+        return check
+    step = next(iter(divergence["at"].values()))
+    return replace(check, status="drift", first_parameter=None,
+                   detail=f"every backend diverged at step {step} (the spec's fault): the "
+                          "parameters after it are not compared")
+
+
 def needs_shadow(tables: dict[str, pd.DataFrame], backends: list[str],
                  t: tol.Tolerances) -> bool:
     """Whether any trajectory left its fixed bound, so that a shadow run must say whether
@@ -338,7 +351,9 @@ def checks_of(tables: dict[str, pd.DataFrame], backends: list[str], t: tol.Toler
         fd = g[(g.backend == name) & (g.compared_to == "finite_differences")]
         out.append(_oracle(fd, name, missing_steps(tables, name, requested[:1])))
     for name in backends:
-        mine = phases[(phases.backend == name) & (phases.phase == "update")]
+        # the check steps' rows: the diagnosis' scan adds rows only to a run that disagrees
+        mine = phases[(phases.backend == name) & (phases.phase == "update") &
+                      ~phases.get("scan", pd.Series(False, index=phases.index)).astype(bool)]
         out.append(_update(mine, name, missing_steps(tables, name, requested)))
     for name in others:
         out.append(_loss_curve(tables, name, ref, t.loss_rtol))
@@ -358,7 +373,8 @@ def verdict(tables: dict[str, pd.DataFrame], backends: list[str], t: tol.Toleran
             requested: list[int], divergence: dict | None) -> dict:
     """The summary of one variant: every check with its status, the verdict, the diagnosis."""
     ref = backends[0]
-    checks = [asdict(c) for c in checks_of(tables, backends, t, requested)]
+    checks = [asdict(after_divergence(c, divergence))
+              for c in checks_of(tables, backends, t, requested)]
     shadow = tables.get("shadow", pd.DataFrame())
     return {**decide(checks, backends, divergence),
             "reference": ref,
