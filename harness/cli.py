@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from harness import experiment, table
+from harness import escape, experiment, table
 from harness.bench.suite import DEFAULT_BACKENDS
 from harness.bench.timing import Protocol
 from harness.results import ResultsError
@@ -157,7 +157,8 @@ def _run(args: argparse.Namespace) -> int:
     summary = experiment.conduct(args.spec, specs, overrides, names, out, args.force,
                                  args.device, progress=not args.quiet).summary
     for v in summary["variants"]:
-        title = f"{summary['experiment']}" + (f" [{v['variant']}]" if v["variant"] else "")
+        title = escape.terminal(f"{summary['experiment']}" +
+                                (f" [{v['variant']}]" if v["variant"] else ""))
         print(f"\n{title}  ({v['dtype']})")
         print(table.text(v))
     t = summary["time"]
@@ -264,10 +265,10 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except SpecError as err:
         where = f"{args.spec}: " if getattr(args, "spec", None) else ""
-        print(f"harness: error: {where}{err}", file=sys.stderr)
+        print(f"harness: error: {escape.terminal(f'{where}{err}')}", file=sys.stderr)
         return 2
     except ResultsError as err:
-        print(f"harness: error: {err}", file=sys.stderr)
+        print(f"harness: error: {escape.terminal(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("harness: interrupted; previous results left untouched", file=sys.stderr)
