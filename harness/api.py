@@ -57,13 +57,14 @@ def run(spec: str | Path | Mapping[str, Any],
     `backends`: registered names or Backend subclasses, the first is the reference (default:
     the spec's `backends`, else numpy, torch, jax). `dtype` overrides the spec's. `out=None`
     writes nothing; a path writes the results folder there (replacing one the harness wrote,
-    or any folder with `force`). Raises SpecError on bad input, ResultsError when `out`
-    cannot be written, both before anything is trained."""
+    or any folder with `force`). Raises SpecError on bad input (a device no backend can use
+    here, a run in which no backend can run included), ResultsError when `out` cannot be
+    written, both before anything is trained."""
     _check_arguments(spec, backends, device)
-    specs, overrides = experiment.load(spec, dtype)
+    specs, origin = experiment.load(spec, dtype)
     names = experiment.backend_names(backends, specs[0], option="backends")
     folder = None if out is None else Path(out)
-    done = experiment.conduct(spec, specs, overrides, names, folder, force, device, progress)
+    done = experiment.conduct(specs, origin, names, folder, force, device, progress)
     return Result(results.as_stored(done.summary), done.tables, results.as_stored(done.meta),
                   folder)
 

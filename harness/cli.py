@@ -49,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
                        epilog="exit status: 0 agree, 1 disagree, 2 bad input, 3 not compared "
                               "(fewer than two backends ran, or a requested check never ran "
                               "or could not resolve its tolerance)")
-    r.add_argument("spec", type=Path, help="experiment TOML file, e.g. experiments/digits_mlp.toml")
+    r.add_argument("spec", type=Path, help="experiment TOML file, e.g. "
+                   "experiments/digits_mlp.toml (- reads standard input)")
     r.add_argument("--backends", type=lambda s: [x for x in s.split(",") if x],
                    help="comma-separated backends, the first is the reference "
                         "(default: the spec's `backends`, else numpy,torch,jax)")
@@ -151,11 +152,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    specs, overrides = experiment.load(args.spec, args.dtype)
+    specs, origin = experiment.load(args.spec, args.dtype)
     names = experiment.backend_names(args.backends, specs[0])
     out = args.out or experiment.RESULTS_ROOT / specs[0].name
-    summary = experiment.conduct(args.spec, specs, overrides, names, out, args.force,
-                                 args.device, progress=not args.quiet).summary
+    summary = experiment.conduct(specs, origin, names, out, args.force, args.device,
+                                 progress=not args.quiet).summary
     for v in summary["variants"]:
         title = escape.terminal(f"{summary['experiment']}" +
                                 (f" [{v['variant']}]" if v["variant"] else ""))

@@ -12,15 +12,17 @@ from typing import Any
 
 import pandas as pd
 
-from harness import parity, provenance, results
+from harness import params, parity, provenance, results
 from harness.backend import Backend
 from harness.registry import registry
-from harness.spec import Spec, sweep
+from harness.spec import Spec, read_spec, sweep
 from harness.spec.schema import SpecError
 
 DEFAULT_BACKENDS = ("numpy", "torch", "jax")
 RESULTS_ROOT = Path("results")
-DEVICES = ("cpu", "cuda")
+CPU = "cpu"
+DEVICES = (CPU, "cuda")
+MAX_REASON = 200                  # characters of a framework's own explanation in a message
 # A spec as a caller gives it: a TOML file, or a dict with the file's structure (sweep included).
 Source = str | Path | Mapping[str, Any]
 
@@ -60,24 +62,29 @@ def _checked_name(backend: Any, known: dict[str, str], at: str) -> str:
     return backend
 
 
-def load(source: Source, dtype: str | None) -> tuple[list[Spec], dict]:
-    """Every variant of a spec file or dict, with `dtype` (if given) set as if written in it;
-    and the overrides, for the provenance. A dict's relative file paths resolve from the
-    working directory."""
+def load(source: Source, dtype: str | None) -> tuple[list[Spec], provenance.Origin]:
+    """Every variant of a spec file (standard input for "-") or dict, with `dtype` (if given)
+    set as if written in it; and its Origin: the text read, once, and the overrides, for the
+    provenance. A dict's relative file paths resolve from the working directory."""
     overrides = {"dtype": dtype} if dtype else {}
     if isinstance(source, Mapping):
-        return sweep.expand({**source, **overrides}), overrides
-    return sweep.load(source, overrides), overrides
+        specs = sweep.expand({**source, **overrides})
+        return specs, provenance.origin_of_dict(source, overrides)
+    doc = read_spec(source)
+    specs = sweep.from_document(doc, overrides)
+    return specs, provenance.Origin(doc.name, doc.text, overrides)
 
 
-def conduct(source: Source, specs: list[Spec], overrides: dict,
-            backends: Sequence[parity.BackendRef], out: Path | None = None, force: bool = False,
-            device: str = "cpu", progress: bool = True) -> Outcome:
+def conduct(specs: list[Spec], origin: provenance.Origin, backends: Sequence[parity.BackendRef],
+            out: Path | None = None, force: bool = False, device: str = "cpu",
+            progress: bool = True) -> Outcome:
     """Run every variant on every backend; with `out`, refuse an unwritable target before
-    any work and write the results folder atomically after it. The one path of `harness run`
-    and of `harness.run`."""
+    any work and write the results folder atomically after it. Refuse, before any training,
+    a run in which no backend could run a variant, and a device a backend cannot use. The
+    one path of `harness run` and of `harness.run`."""
     if out is not None:
         results.guard_target(out, force)
+    preflight(specs, backends, device)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     frames: dict[str, list[pd.DataFrame]] = {}
@@ -91,11 +98,42 @@ def conduct(source: Source, specs: list[Spec], overrides: dict,
     summary = {"experiment": specs[0].name, "verdict": overall([v["verdict"] for v in variants]),
                "device": device, "variants": variants,
                "time": time_breakdown(merged["timings"], time.perf_counter() - t0)}
-    meta = provenance.collect(source, overrides, specs[0].seed, started,
-                              time.perf_counter() - t0)
+    meta = provenance.collect(origin, specs[0].seed, started, time.perf_counter() - t0)
     if out is not None:
         results.write(out, merged, summary, meta, force)
     return Outcome(merged, summary, meta)
+
+
+def preflight(specs: list[Spec], backends: Sequence[parity.BackendRef], device: str) -> None:
+    """Before any training: some backend can run some variant (else the run would replace
+    results with nothing), and every backend that will run on `device` can use it here."""
+    plans = [parity.runnable(spec, backends, device) for spec in specs]
+    if not any(ok for ok, _ in plans):
+        reasons = dict(item for _, skipped in plans for item in skipped.items())
+        raise SpecError("backends", f"no backend can run here ({'; '.join(reasons.values())}); "
+                        "nothing was trained or written (allowed: a backend that supports this "
+                        f"spec on {device})")
+    if device == CPU:
+        return
+    probed: set[str] = set()
+    for spec, (ok, _) in zip(specs, plans, strict=True):
+        for name, cls in ok.items():
+            if name not in probed:
+                probed.add(name)
+                _probe_device(name, cls, spec, device)
+
+
+def _probe_device(name: str, cls: type[Backend], spec: Spec, device: str) -> None:
+    """`device` is usable by a backend when it can hold the run's initial parameters there:
+    what the run does first, done before any training (the framework is imported only for a
+    backend that will run on that device anyway)."""
+    try:
+        cls(spec, device).load(params.initial_params(spec))
+    except Exception as err:  # a framework says in its own words why the device is missing
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise SpecError("device", f"{device!r} is not usable by {name} here: "
+                        f"{type(err).__name__}: {reason[:MAX_REASON]} (allowed: {CPU}, or a "
+                        f"machine where {name} has a {device} device)") from None
 
 
 def overall(verdicts: list[str]) -> str:

@@ -14,7 +14,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -148,15 +148,27 @@ def git_state() -> dict:
         return {"commit": None, "dirty": None}
 
 
-def collect(source: str | Path | Mapping[str, Any], overrides: dict, seed: int, started: str,
-            wall: float) -> dict:
-    """What reproduces a run: the spec as written (a dict is recorded as the TOML file it
-    stands for, so `harness run` can repeat it), the overrides, the seeds, the environment."""
-    from_file = not isinstance(source, Mapping)
+@dataclass(frozen=True)
+class Origin:
+    """Where a run's spec came from, fixed when the spec was read: the text that was parsed
+    (never read again, so what is recorded is what ran) and the overrides set on it."""
+    spec_path: str                        # as the user gave it, or DICT_SOURCE
+    spec_text: str
+    overrides: dict
+
+
+def origin_of_dict(raw: Mapping[str, Any], overrides: dict) -> Origin:
+    """The Origin of a spec given as a dict: recorded as the TOML file it stands for, so
+    `harness run` can repeat it."""
+    return Origin(DICT_SOURCE, toml_text(raw), overrides)
+
+
+def collect(origin: Origin, seed: int, started: str, wall: float) -> dict:
+    """What reproduces a run: the spec as read, the overrides, the seeds, the environment."""
     return {
-        "spec_path": str(source) if from_file else DICT_SOURCE,
-        "spec_text": Path(source).read_text() if from_file else toml_text(source),
-        "overrides": overrides,
+        "spec_path": origin.spec_path,
+        "spec_text": origin.spec_text,
+        "overrides": origin.overrides,
         "seed": seed,
         "derived_seeds": {p: derive_seed(seed, p) for p in SEED_PURPOSES},
         **environment(started, wall),

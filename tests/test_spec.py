@@ -7,10 +7,13 @@ import copy
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from harness import experiment
 from harness.spec import from_dict, sweep
-from harness.spec.schema import SpecError
+from harness.spec.datasets import DATA_LIMIT, MAX_SAMPLES
+from harness.spec.schema import SpecError, shown
 from tests.conftest import BASE
 
 EXPERIMENTS = sorted(Path("experiments").glob("*.toml"))
@@ -75,6 +78,10 @@ REJECTIONS = [
     ("dtype", "float16", "dtype", "is not one of"),
     ("name", "../escape", "name", "may only use"),
     ("seed", -1, "seed", ">= 0"),
+    ("seed", 2**63, "seed", "allowed: integer <= 9223372036854775807"),
+    ("training.batch_size", 10**400, "training.batch_size", "allowed: integer <= 1000000"),
+    ("data.noise", 1e300, "data.noise", "outside the allowed range"),
+    ("training.learning_rate", [0.1] * 10**5, "training.learning_rate", "got list [0.1, 0.1"),
     ("loss", DELETE, "loss", "missing required table"),
     ("colour", "blue", "colour", "unknown key"),
 ]
@@ -126,3 +133,77 @@ def test_sweep_over_missing_field_is_rejected(tmp_path):
                     'values = [0.1, 0.2]\n')
     with pytest.raises(SpecError, match=r"^training.learnig_rate: unknown key .*sweep point"):
         sweep.load(toml)
+
+
+def test_an_error_shows_keys_and_values_escaped_and_short():
+    assert str(SpecError("a\x1bb", "c\nd\r")) == "a\\x1bb: c\\nd\\r"
+    assert len(shown("x" * 10**6)) < 100 and len(shown(list(range(10**6)))) < 100
+    assert shown(10**5000) == "<int too long to show>"
+
+
+FLOAT32 = np.finfo(np.float32)
+
+
+def _learning_rate(value: float, dtype: str) -> dict:
+    return _set(_set(copy.deepcopy(BASE), "training.learning_rate", value), "dtype", dtype)
+
+
+@pytest.mark.parametrize("value", [float(FLOAT32.max), float(FLOAT32.smallest_subnormal)])
+def test_a_float32_run_takes_the_extremes_float32_holds(value):
+    assert from_dict(_learning_rate(value, "float32")).training.learning_rate == value
+
+
+@pytest.mark.parametrize(("value", "fragment"), [
+    (2 * float(FLOAT32.max), "beyond float32's range in this float32 run"),
+    (float(FLOAT32.smallest_subnormal) / 2, "becomes 0.0 in this float32 run")])
+def test_a_float32_run_reads_each_number_as_float32(value, fragment):
+    from_dict(_learning_rate(value, "float64"))
+    with pytest.raises(SpecError, match=f"^training.learning_rate: .*{fragment}"):
+        from_dict(_learning_rate(value, "float32"))
+
+
+def test_the_dtype_override_is_checked_like_a_written_dtype(tmp_path):
+    toml = tmp_path / "s.toml"
+    toml.write_text('name = "s"\n[data]\nname = "xor"\n[[model.layers]]\nsize = 2\n'
+                    'activation = "softmax"\n[loss]\nname = "cross_entropy"\n[training]\n'
+                    "learning_rate = 1e39\nepochs = 1\n")
+    experiment.load(toml, None)
+    with pytest.raises(SpecError, match="beyond float32's range in this float32 run"):
+        experiment.load(toml, "float32")
+
+
+def _inline(x: list, y: list, dtype: str = "float64") -> dict:
+    raw = copy.deepcopy(BASE)
+    raw.update(dtype=dtype, data={"name": "inline", "x": x, "y": y}, loss={"name": "mse"})
+    raw["model"]["layers"] = [{"size": 3, "activation": "tanh"},
+                              {"size": 1, "activation": "identity"}]
+    return raw
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_inline_data_is_limited_to_what_the_run_can_square_and_sum(dtype):
+    limit = DATA_LIMIT[dtype]
+    y = [[0.0], [1.0], [0.0], [1.0]]
+    from_dict(_inline([[limit], [0.0], [1.0], [-limit]], y, dtype))
+    over = float(np.nextafter(limit, np.inf))
+    with pytest.raises(SpecError, match=r"^data.x\[3\]\[0\]: .* too large in magnitude"):
+        from_dict(_inline([[limit], [0.0], [1.0], [-over]], y, dtype))
+
+
+def test_inline_data_has_the_sample_limit_of_every_data_set():
+    rows = [[0.0]] * (MAX_SAMPLES + 1)
+    with pytest.raises(SpecError, match=f"^data.x: has {MAX_SAMPLES + 1} rows \\(allowed: at "
+                                        f"most {MAX_SAMPLES}"):
+        from_dict(_inline(rows, rows))
+
+
+def test_expanding_a_sweep_leaves_the_document_unchanged():
+    """Each point copies only the tables and lists on its fields' paths."""
+    raw = copy.deepcopy(BASE)
+    raw["sweep"] = {"fields": ["model.layers[:-1].activation", "training.learning_rate"],
+                    "values": [["relu", 0.5], ["sigmoid", 0.25]]}
+    before = copy.deepcopy(raw)
+    a, b = sweep.expand(raw)
+    assert raw == before
+    assert (a.model.layers[0].activation, b.model.layers[0].activation) == ("relu", "sigmoid")
+    assert (a.training.learning_rate, b.training.learning_rate) == (0.5, 0.25)

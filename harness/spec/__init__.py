@@ -1,11 +1,14 @@
 """The spec: what the user writes (a TOML file and the files beside it), read and checked.
 
 One-way imports inside: `schema` (generic validators, `SpecError`) <- `types` (vocabulary and
-dataclasses) <- `datasets`, `init_file` <- `parse` (`from_dict`, `read_toml`) <- `sweep`.
+dataclasses) <- `reading` (the reading layer: a spec's text or dict, size and depth limits),
+`npz` (the .npz archive beside a spec) <- `datasets`, `init_file` <- `parse` (`from_dict`) <-
+`sweep` (`load`, `expand`).
 Outside code imports from here.
 """
 
-from harness.spec.parse import from_dict, planned_steps, read_toml
+from harness.spec.parse import from_dict, planned_steps
+from harness.spec.reading import Document, read_spec
 from harness.spec.schema import SpecError
 from harness.spec.types import (
     ACTIVATIONS,
@@ -19,6 +22,8 @@ from harness.spec.types import (
     LOSSES,
     MAX_PARAMS,
     MAX_STEPS,
+    MAX_SWEEP_POINTS,
+    MAX_SWEEP_STEPS,
     MAX_UNITS,
     NAME_CHARS,
     NAME_MAX,
@@ -46,12 +51,15 @@ __all__ = [
     "LOSS_OUTPUT",
     "MAX_PARAMS",
     "MAX_STEPS",
+    "MAX_SWEEP_POINTS",
+    "MAX_SWEEP_STEPS",
     "MAX_UNITS",
     "NAME_CHARS",
     "NAME_MAX",
     "OPTIMIZERS",
     "OPTIMIZER_KEYS",
     "Data",
+    "Document",
     "EarlyStopping",
     "Layer",
     "Loss",
@@ -62,5 +70,5 @@ __all__ = [
     "Training",
     "from_dict",
     "planned_steps",
-    "read_toml",
+    "read_spec",
 ]

@@ -5,13 +5,24 @@ be checked against it before anything runs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from harness.spec.schema import SpecError, Table, boolean, choice, integer, join, matrix, number
-from harness.spec.types import Data
+from harness.spec.schema import (
+    SpecError,
+    Table,
+    boolean,
+    choice,
+    integer,
+    join,
+    matrix,
+    number,
+    shown,
+)
+from harness.spec.types import DTYPES, MAX_UNITS, Data
 
 # name -> (features, classes or None for regression, the options it reads with their defaults)
 CATALOG: dict[str, tuple[int, int | None, dict[str, float]]] = {
@@ -27,7 +38,15 @@ CATALOG: dict[str, tuple[int, int | None, dict[str, float]]] = {
 
 # Rows of the data sets that have a fixed size (scikit-learn's copies).
 SIZES = {"digits": 1797, "breast_cancer": 569}
-MAX_SAMPLES = 1_000_000                   # synthetic rows: a typo must not exhaust memory
+MAX_SAMPLES = 1_000_000                   # rows of any data set: a typo must not exhaust memory
+# The largest |value| a data set may hold in a run of each dtype: a column's deviations from
+# its mean (at most twice that), squared and summed over MAX_SAMPLES rows (the
+# standardisation's variance, a squared-error loss), stay finite.
+DATA_LIMIT = {dtype: math.sqrt(float(np.finfo(dtype).max) / (4 * MAX_SAMPLES))
+              for dtype in DTYPES}
+# A synthetic data set adds normal noise to values of order 1; beyond this many standard
+# deviations a draw has probability below 1e-23, so noise * NOISE_SIGMAS bounds every value.
+NOISE_SIGMAS = 10
 
 
 @dataclass(frozen=True)
@@ -61,12 +80,14 @@ def parse(t: Table) -> Data:
     for key in opts:
         if key not in defaults:
             allowed = ", ".join(defaults) or "none"
-            raise SpecError(join(t.path, key), f"not an option of data set {name!r} "
+            raise SpecError(join(t.path, key), f"not an option of data set {shown(name)} "
                             f"(allowed: {allowed})")
     n = integer(t, "n_samples", defaults.get("n_samples"), low=8, high=MAX_SAMPLES) \
         if "n_samples" in defaults else None
-    noise = number(t, "noise", defaults["noise"], low=0.0) if "noise" in defaults else None
-    classes = integer(t, "classes", 3, low=2) if name == "spirals" else None
+    noise = number(t, "noise", defaults["noise"], low=0.0,
+                   high=DATA_LIMIT[t.dtype] / NOISE_SIGMAS) if "noise" in defaults else None
+    # one output unit per class
+    classes = integer(t, "classes", 3, low=2, high=MAX_UNITS) if name == "spirals" else None
     val = number(t, "validation", 0.0 if name == "inline" else 0.15, low=0.0, high=1.0,
                  high_open=True)
     test = number(t, "test", 0.0 if name == "inline" else 0.15, low=0.0, high=1.0,
@@ -109,11 +130,22 @@ def _validate_split(path: str, data: Data) -> None:
 
 
 def _inline(t: Table) -> tuple[tuple, tuple]:
-    x = matrix(join(t.path, "x"), t.get("x"), 2)
-    y = matrix(join(t.path, "y"), t.get("y"), 2)
+    """x and y written in the spec: at most MAX_SAMPLES rows like every data set, values the
+    run's dtype can square and sum (DATA_LIMIT)."""
+    why = f" in a {t.dtype} run, so that a column's squares sum to a finite number"
+    x, y = (_rows(t, key, why) for key in ("x", "y"))
     if len(x) != len(y):
         raise SpecError(join(t.path, "y"), f"has {len(y)} rows but x has {len(x)}")
     return tuple(map(tuple, x)), tuple(map(tuple, y))
+
+
+def _rows(t: Table, key: str, why: str) -> list:
+    """One inline matrix, its row count checked before its values are read."""
+    value = t.get(key)
+    if isinstance(value, list) and len(value) > MAX_SAMPLES:
+        raise SpecError(join(t.path, key), f"has {len(value)} rows (allowed: at most "
+                        f"{MAX_SAMPLES}, as for every data set)")
+    return matrix(join(t.path, key), value, 2, DATA_LIMIT[t.dtype], why)
 
 
 def dims(data: Data) -> Dims:

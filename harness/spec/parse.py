@@ -1,18 +1,20 @@
 """Parsers for the spec's TOML tables: each reads one table (or key) into `harness.spec` values.
 
-The entry points are `read_toml` and `from_dict`; the rules across tables (`_validate_run`) run
-last. The vocabulary (constants, dataclasses) is `harness.spec.types`. Every check raises a
-one-line `SpecError` that names the offending key and what is allowed.
+The entry point is `from_dict` (the document `harness.spec.reading` parsed); the rules across
+tables (`_validate_run`) run last. The vocabulary (constants, dataclasses) is
+`harness.spec.types`. Every check raises a one-line `SpecError` that names the offending key and
+what is allowed.
 """
 
 from __future__ import annotations
 
-import tomllib
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from harness.spec import datasets
+import numpy as np
+
+from harness.spec import datasets, init_file
 from harness.spec.schema import (
     SpecError,
     Table,
@@ -24,6 +26,7 @@ from harness.spec.schema import (
     listof,
     matrix,
     number,
+    shown,
     string,
 )
 from harness.spec.types import (
@@ -36,6 +39,7 @@ from harness.spec.types import (
     LOSS_OUTPUT,
     LOSSES,
     MAX_PARAMS,
+    MAX_SEED,
     MAX_STEPS,
     MAX_UNITS,
     NAME_CHARS,
@@ -63,16 +67,19 @@ def _layer(t: Table, fan_in: int) -> Layer:
     bias_ok = boolean(t, "trainable_bias", True)
     weights = bias = None
     if t.has("weights"):
-        weights = _shaped(join(t.path, "weights"), t.get("weights"), (fan_in, size))
+        weights = _shaped(t, "weights", (fan_in, size))
     if t.has("bias"):
-        bias = _shaped(join(t.path, "bias"), t.get("bias"), (size,))
+        bias = _shaped(t, "bias", (size,))
     t.finish(("size", "activation", "negative_slope", "drop_prob", "trainable_bias",
               "weights", "bias"))
     return Layer(size, act, slope, drop, bias_ok, weights, bias)
 
 
-def _shaped(path: str, value: Any, shape: tuple[int, ...]) -> tuple:
-    rows = matrix(path, value, len(shape))
+def _shaped(t: Table, key: str, shape: tuple[int, ...]) -> tuple:
+    """Weights or biases written inline: finite in the run's dtype, of the layer's shape."""
+    path = join(t.path, key)
+    big = float(np.finfo(t.dtype).max)
+    rows = matrix(path, t.get(key), len(shape), big, f" in a {t.dtype} run")
     got = (len(rows), len(rows[0])) if len(shape) == 2 else (len(rows),)
     if got != shape:
         layout = "(fan_in, fan_out)" if len(shape) == 2 else "one per unit"
@@ -80,25 +87,29 @@ def _shaped(path: str, value: Any, shape: tuple[int, ...]) -> tuple:
     return tuple(tuple(r) for r in rows) if len(shape) == 2 else tuple(rows)
 
 
-def _model(t: Table, dims: datasets.Dims, loss: str, base: Path) -> Model:
-    """The [model] table: layers checked against the data's shape and the loss."""
+def _model(t: Table, dims: datasets.Dims, loss: str, base: Path,
+           read_init: init_file.Reader) -> Model:
+    """The [model] table: layers checked against the data's shape and the loss; the arrays
+    of an `init_file` read (by `read_init`) and checked against the layers."""
     inputs = integer(t, "inputs", dims.features, low=1)
     if inputs != dims.features:
-        raise SpecError(join(t.path, "inputs"), f"{inputs} does not match the data "
+        raise SpecError(join(t.path, "inputs"), f"{shown(inputs)} does not match the data "
                         f"({dims.features} features)")
     raw = listof(t, "layers")
     if not raw:
         raise SpecError(join(t.path, "layers"), "needs at least one layer")
     layers, fan_in = [], inputs
     for i, item in enumerate(raw):
-        layers.append(_layer(Table(item, join(join(t.path, "layers"), i)), fan_in))
+        layers.append(_layer(Table(item, join(join(t.path, "layers"), i), t.dtype), fan_in))
         fan_in = layers[-1].size
     _validate_layers(join(t.path, "layers"), layers, dims, loss)
     _validate_size(join(t.path, "layers"), inputs, layers)
     init = choice(t, "init", INITS, "xavier_normal")
-    init_file = _init_file(t, base) if t.has("init_file") else None
+    path = _init_file(t, base) if t.has("init_file") else None
+    arrays = None if path is None else read_init(
+        path, init_file.shapes_of(inputs, [layer.size for layer in layers]), t.dtype)
     t.finish(("inputs", "layers", "init", "init_file"))
-    return Model(inputs, tuple(layers), init, init_file)
+    return Model(inputs, tuple(layers), init, path, arrays)
 
 
 def _validate_size(path: str, inputs: int, layers: list[Layer]) -> None:
@@ -110,18 +121,20 @@ def _validate_size(path: str, inputs: int, layers: list[Layer]) -> None:
 
 
 def _init_file(t: Table, base: Path) -> Path:
-    """The resolved .npz path (its contents are checked by `harness.spec.init_file.load`).
+    """The resolved .npz path (its contents are read by `harness.spec.init_file.read`).
 
-    The path is quoted with repr: a name with a newline must not break the one-line error."""
+    The path is shown quoted and shortened (`shown`): a name with a newline must not break
+    the one-line error."""
     path = join(t.path, "init_file")
     raw = base / string(t, "init_file")
     try:
         resolved = raw.resolve()
-        found = resolved.is_file()
+        exists, regular = resolved.exists(), resolved.is_file()
     except (OSError, ValueError) as err:      # a NUL byte, a name too long for the OS, ...
-        raise SpecError(path, f"unusable path {str(raw)!r}: {err}") from None
-    if not found:
-        raise SpecError(path, f"file not found: {str(resolved)!r} (allowed: an existing .npz "
+        raise SpecError(path, f"unusable path {shown(str(raw))}: {err}") from None
+    if not regular:                           # missing, or a folder, a device, a pipe
+        what = "not a regular file" if exists else "file not found"
+        raise SpecError(path, f"{what}: {shown(str(resolved))} (allowed: an existing .npz "
                         "file, relative to the spec file)")
     return resolved
 
@@ -189,21 +202,23 @@ def _training(t: Table) -> Training:
 
 
 def _batch_size(t: Table) -> int | None:
-    """An integer >= 1, or "full" (the default): one batch of the whole training split."""
+    """An integer >= 1, or "full" (the default): one batch of the whole training split. No data
+    set has more than MAX_SAMPLES rows, so a larger batch is a typo (and `n / batch_size`
+    would underflow to 0)."""
     value = t.get("batch_size", "full")
     if value == "full":
         return None
     if isinstance(value, str):
-        raise SpecError(join(t.path, "batch_size"), f"{value!r} is not a batch size (allowed: "
-                        "integer >= 1, or \"full\")")
-    return integer(t, "batch_size", low=1)
+        raise SpecError(join(t.path, "batch_size"), f"{shown(value)} is not a batch size "
+                        "(allowed: integer >= 1, or \"full\")")
+    return integer(t, "batch_size", low=1, high=datasets.MAX_SAMPLES)
 
 
 def _name(t: Table) -> str:
     """The experiment's name: it becomes results/<name>/, so it must stay one plain folder."""
     value = string(t, "name")
     if not set(value) <= NAME_CHARS:
-        raise SpecError("name", f"{value!r} may only use a-z, 0-9, '_' and '-' (it names the "
+        raise SpecError("name", f"{shown(value)} may only use a-z, 0-9, '_' and '-' (it names the "
                         "results folder)")
     if len(value) > NAME_MAX:
         raise SpecError("name", f"is {len(value)} characters long (allowed: at most {NAME_MAX}; "
@@ -232,10 +247,11 @@ def _validate_run(spec: Spec) -> None:
     total = planned_steps(spec)
     if total > MAX_STEPS:
         key = "training.steps" if spec.training.steps else "training.epochs"
-        raise SpecError(key, f"the run would take {total} steps (allowed: at most {MAX_STEPS})")
+        raise SpecError(key, f"the run would take {shown(total)} steps (allowed: at most "
+                        f"{MAX_STEPS})")
     checks = spec.training.grad_check_steps
     if not checks or checks[-1] >= total:
-        got = "none" if not checks else f"step {checks[-1]}"
+        got = "none" if not checks else f"step {shown(checks[-1])}"
         raise SpecError("training.grad_check_steps", f"{got} is not a step of this run "
                         f"(allowed: at least one of 0 .. {total - 1}; the first also runs the "
                         "finite-difference oracle)")
@@ -248,17 +264,20 @@ def planned_steps(spec: Spec) -> int:
     return spec.training.steps or spec.training.epochs * -(-n_train // batch)
 
 
-def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Spec:
-    """Validate a parsed TOML document; `base` resolves relative file paths."""
+def from_dict(raw: dict[str, Any], base: Path = Path("."),
+              read_init: init_file.Reader = init_file.read) -> Spec:
+    """Validate a parsed TOML document; `base` resolves relative file paths, `read_init`
+    reads an init file (a sweep's points share one reading)."""
     t = Table(raw, "")
+    dtype = t.dtype = choice(t, "dtype", DTYPES, "float64")   # every number is read in it
     name = _name(t)
-    seed = integer(t, "seed", 0, low=0)
-    dtype = choice(t, "dtype", DTYPES, "float64")
+    seed = integer(t, "seed", 0, low=0, high=MAX_SEED)
     data = datasets.parse(t.sub("data", required=True))
     lt = t.sub("loss", required=True)
     loss = Loss(choice(lt, "name", LOSSES), number(lt, "l2", 0.0, low=0.0))
     lt.finish()
-    model = _model(t.sub("model", required=True), datasets.dims(data), loss.name, base)
+    model = _model(t.sub("model", required=True), datasets.dims(data), loss.name, base,
+                   read_init)
     opt_t = t.sub("optimizer")
     optimizer = _optimizer(opt_t)
     training = _training(t.sub("training", required=True))
@@ -269,18 +288,3 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Spec:
     spec = Spec(name, seed, dtype, model, loss, optimizer, training, data, backends)
     _validate_run(spec)
     return spec
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    """Parse a TOML file; syntax errors become a one-line SpecError."""
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise SpecError("", f"no such spec file: {path}") from None
-    except OSError as err:                # a folder, no permission, ...
-        raise SpecError("", f"cannot read the spec file: {err.strerror}") from None
-    except UnicodeDecodeError as err:
-        raise SpecError("", f"TOML syntax error: not UTF-8 text (byte {err.start})") from None
-    except tomllib.TOMLDecodeError as err:
-        raise SpecError("", f"TOML syntax error: {err}") from None

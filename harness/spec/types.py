@@ -6,8 +6,10 @@ optimizer maths each backend must follow is `harness.optim` (written out in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 DTYPES = ("float64", "float32")
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "identity", "softmax")
@@ -36,6 +38,15 @@ NAME_MAX = 100                            # it names a folder: well below any fi
 MAX_UNITS = 10_000                        # units in one layer
 MAX_PARAMS = 10_000_000                   # weights and biases of the whole network
 MAX_STEPS = 1_000_000                     # optimizer steps of one run
+# A sweep's points run one after another in one command: together they get one run's steps.
+MAX_SWEEP_STEPS = MAX_STEPS
+# Each point is a whole run however short (setup, JIT compilation, oracle, plots: seconds
+# each), so a thousand points is already an hour; the shipped sweeps have at most five.
+MAX_SWEEP_POINTS = 1_000
+# The seed is stored in meta.json and the results' tables, which pandas reads back as int64.
+MAX_SEED = 2**63 - 1
+# An init file's arrays as read once when the spec is validated: [(W, b), ...], read-only float64.
+InitParams = tuple[tuple[np.ndarray, np.ndarray], ...]
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,8 @@ class Model:
     layers: tuple[Layer, ...]
     init: str = "xavier_normal"
     init_file: Path | None = None         # .npz with W0, b0, W1, b1, ... (overrides init)
+    # its arrays, read once with the spec (so a file changed during the run changes nothing)
+    init_params: InitParams | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
