@@ -3,8 +3,8 @@ conformance.
 
 Exit codes: 0 everything agrees, 1 something disagrees, 2 bad input (one line on stderr,
 never a traceback), 3 not compared (fewer than two backends ran, or a check that was asked
-for never ran or could not resolve what it checks), 130 interrupted (previous results
-untouched).
+for never ran or could not resolve what it checks), 130 interrupted (the message says
+what state the results folder is in).
 
 Each sub-command imports its module when it runs, so `harness --help` does not load
 matplotlib or the benchmark; tests/test_layout.py counts these imports too, so none hides a
@@ -21,7 +21,7 @@ from pathlib import Path
 from harness import escape, experiment, table
 from harness.bench.suite import DEFAULT_BACKENDS
 from harness.bench.timing import Protocol
-from harness.results import ResultsError
+from harness.results import ResultsError, interruption
 from harness.spec import SpecError
 from harness.verify import verdict
 
@@ -271,6 +271,6 @@ def main(argv: list[str] | None = None) -> int:
     except ResultsError as err:
         print(f"harness: error: {escape.terminal(err)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("harness: interrupted; previous results left untouched", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print(f"harness: interrupted; {interruption(err)}", file=sys.stderr)
         return 130

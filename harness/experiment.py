@@ -83,7 +83,7 @@ def conduct(specs: list[Spec], origin: provenance.Origin, backends: Sequence[par
     a run in which no backend could run a variant, and a device a backend cannot use. The
     one path of `harness run` and of `harness.run`."""
     if out is not None:
-        results.guard_target(out, force)
+        results.guard_target(out, force, spec=_spec_file(origin))
     preflight(specs, backends, device)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.perf_counter()
@@ -100,7 +100,7 @@ def conduct(specs: list[Spec], origin: provenance.Origin, backends: Sequence[par
                "time": time_breakdown(merged["timings"], time.perf_counter() - t0)}
     meta = provenance.collect(origin, specs[0].seed, started, time.perf_counter() - t0)
     if out is not None:
-        results.write(out, merged, summary, meta, force)
+        results.write(out, merged, summary, meta, force, spec=_spec_file(origin))
     return Outcome(merged, summary, meta)
 
 
@@ -160,3 +160,8 @@ def _ordered(df: pd.DataFrame) -> pd.DataFrame:
     """variant and dtype first: every table reads as a tidy long-format table."""
     lead = ["variant", "dtype"]
     return df[lead + [c for c in df.columns if c not in lead]]
+
+
+def _spec_file(origin: provenance.Origin) -> Path | None:
+    """The spec's file (its folder is never replaced, even with --force); None for a dict."""
+    return None if origin.spec_path == provenance.DICT_SOURCE else Path(origin.spec_path)

@@ -5,6 +5,11 @@ and the plots, then the provenance of the run and the spec as given.
 Like `harness plot` it reads the stored tables alone (no torch or JAX import). Missing plots
 are drawn first, so the page never links an image that is not there; it is written
 atomically, like every file of a results folder.
+
+Everything that comes from a file (the experiment's name, sweep labels, backend names, the
+fields of meta.json, details and reasons) is escaped (`harness.escape`): it shows as text and
+cannot close a code span, open a link or carry HTML. The spec's TOML sits in a fence longer
+than any run of backticks inside it.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import results, table
+from harness import escape, results, table
 from harness.plots import folder as plots
 from harness.plots import style as plot_style
 from harness.plots import summary as plot_summary
@@ -55,10 +60,21 @@ KEY_HEADER = ["backend", "steps run", "last mini-batch loss", "train loss", "tra
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    """A Markdown table; '|' inside a cell is escaped."""
+    """A Markdown table of cells already escaped (see `_text`, `_code`)."""
     def line(cells: list[str]) -> str:
-        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+        return "| " + " | ".join(cells) + " |"
     return "\n".join([line(header), "|" + "---|" * len(header), *map(line, rows)])
+
+
+def _text(value: object) -> str:
+    """Text from a file, shown literally: no markup, no HTML, one line."""
+    return escape.markdown(value)
+
+
+def _code(value: object) -> str:
+    """Text from a file as a code span that fits in a table cell (GFM splits cells at `|`
+    even inside code spans; `\\|` there shows as `|`)."""
+    return escape.code(value).replace("|", "\\|")
 
 
 def _num(value: float | None, spec: str) -> str:
@@ -94,7 +110,7 @@ def key_numbers(v: Variant) -> str:
         tm = times.loc[name] if name in times.index else pd.Series(dtype=float)
         step_ms = f"{_ms(tm.get('median'))} ({_ms(tm.get('q25'))} to {_ms(tm.get('q75'))})" \
             if "median" in tm else MISSING
-        rows.append([name + (" (ref)" if name == v.backends[0] else ""), str(len(s)),
+        rows.append([_text(name) + (" (ref)" if name == v.backends[0] else ""), str(len(s)),
                      _loss(_last(s, "loss")), _loss(_last(s, "train_loss")),
                      _num(_last(s, "train_accuracy"), ".2%"), _loss(_last(s, "val_loss")),
                      _num(_last(s, "val_accuracy"), ".2%"), _loss(_last(t, "test_loss")),
@@ -109,8 +125,8 @@ def events(v: Variant) -> list[str]:
     if e.empty:
         return []
     e = e[e.event.isin(plot_style.EVENT_MARKERS)]
-    return [f"- {r.backend}: {r.event.replace('_', ' ')} at step {int(r.step)} ({r.detail})"
-            for r in e.itertuples()]
+    return [f"- {_text(r.backend)}: {r.event.replace('_', ' ')} at step {int(r.step)} "
+            f"({_text(r.detail)})" for r in e.itertuples()]
 
 
 def _figures(found: list[Plot], explain: bool = True) -> list[str]:
@@ -126,7 +142,7 @@ def _figures(found: list[Plot], explain: bool = True) -> list[str]:
 def variant_section(v: Variant, found: list[Plot], sweep: bool, explain: bool) -> list[str]:
     """Verdict table, notes, key numbers, events and plots of one sweep point."""
     verdict = table.MARKDOWN_VERDICT.get(v.summary.get("verdict"), "unknown")
-    name = f"Sweep point `{v.label}`" if sweep else "Results"
+    name = f"Sweep point {escape.code(v.label)}" if sweep else "Results"
     out = [f"## {name} ({v.summary['dtype']}): {verdict}", "", "### Verdict", "",
            table.markdown(v.summary), "", "### Key numbers", "", key_numbers(v), "",
            "Train and validation numbers: the whole split, at the end of the last epoch; "
@@ -140,12 +156,12 @@ def variant_section(v: Variant, found: list[Plot], sweep: bool, explain: bool) -
 
 
 def _pairs(values: dict | None) -> str:
-    return ", ".join(f"{k}={v}" for k, v in (values or {}).items()) or MISSING
+    return ", ".join(f"{_text(k)}={_text(v)}" for k, v in (values or {}).items()) or MISSING
 
 
 def backend_origin(found: dict) -> str:
-    """One backend's entry of meta.json's `backends`: its framework with the version, and for a
-    plug-in the distribution that registers it."""
+    """One backend's entry of meta.json's `backends`, as plain text (the caller escapes it):
+    its framework with the version, and for a plug-in the distribution that registers it."""
     if "error" in found:
         return f"cannot be loaded: {found['error']}"
     framework = found.get("framework")
@@ -160,6 +176,11 @@ def backend_origin(found: dict) -> str:
                    "; built-in")
 
 
+def _pool(pool: dict) -> str:
+    version = f" {_text(pool['version'])}" if pool.get("version") else ""
+    return f"{_text(pool.get('internal_api'))}{version} ({pool.get('num_threads')} threads)"
+
+
 def provenance(meta: dict, summary: dict) -> str:
     """Everything needed to reproduce the run, one row per fact."""
     git = meta.get("git") or {}
@@ -168,32 +189,34 @@ def provenance(meta: dict, summary: dict) -> str:
     packages = meta.get("packages") or {}
     blas = meta.get("blas") or {}
     lib = blas.get("numpy_blas") or {}
-    pools = "; ".join(f"{p.get('internal_api')} {p.get('version') or ''} "
-                      f"({p.get('num_threads')} threads)".replace("  ", " ")
-                      for p in blas.get("threadpools") or []) or MISSING
+    pools = "; ".join(_pool(p) for p in blas.get("threadpools") or []) or MISSING
     frameworks = meta.get("frameworks") or {}
     env = {k: v for k, v in (frameworks.get("env") or {}).items() if v is not None}
     wall = meta.get("wall_seconds")
+    python = meta.get("python") or MISSING
     rows = [
-        ["harness version", meta.get("harness_version", MISSING)],
-        ["git commit", f"`{commit}`{dirty}"],
-        ["command", f"`{shlex.join(meta.get('command') or [])}`"],
-        ["spec file", f"`{meta.get('spec_path', MISSING)}`"],
+        ["harness version", _text(meta.get("harness_version", MISSING))],
+        ["git commit", f"{_code(commit)}{dirty}"],
+        ["command", _code(shlex.join(meta.get("command") or []))],
+        ["spec file", _code(meta.get("spec_path", MISSING))],
         ["overrides", _pairs(meta.get("overrides"))],
-        ["started (UTC)", meta.get("started", MISSING)],
+        ["started (UTC)", _text(meta.get("started", MISSING))],
         ["wall time", f"{_num(wall, '.1f')} s"],
-        ["device", summary.get("device", MISSING)],
-        ["Python", (meta.get("python") or MISSING).splitlines()[0]],
-        ["platform", meta.get("platform", MISSING)],
-        ["CPU", f"{meta.get('cpu', MISSING)}, {meta.get('cpu_count', MISSING)} logical CPUs"],
-        ["packages", ", ".join(f"{k} {v}" for k, v in packages.items() if v) or MISSING],
-        ["not installed", ", ".join(k for k, v in packages.items() if not v) or "none"],
-        *([f"backend {name}", backend_origin(found)]
+        ["device", _text(summary.get("device", MISSING))],
+        ["Python", _text((python.splitlines() or [MISSING])[0])],
+        ["platform", _text(meta.get("platform", MISSING))],
+        ["CPU", f"{_text(meta.get('cpu', MISSING))}, {meta.get('cpu_count', MISSING)} "
+                "logical CPUs"],
+        ["packages", ", ".join(f"{_text(k)} {_text(v)}" for k, v in packages.items() if v)
+         or MISSING],
+        ["not installed", ", ".join(_text(k) for k, v in packages.items() if not v) or "none"],
+        *([f"backend {_text(name)}", _text(backend_origin(found))]
           for name, found in (meta.get("backends") or {}).items()),
-        ["NumPy BLAS", f"{lib.get('name', MISSING)} {lib.get('version') or ''}".strip()],
+        ["NumPy BLAS", f"{_text(lib.get('name', MISSING))} "
+                       f"{_text(lib.get('version') or '')}".strip()],
         ["thread pools", pools],
         ["thread environment", _pairs(env) if env else "none set"],
-        *([[f"{name} settings", _pairs(frameworks[name])] for name in frameworks
+        *([[f"{_text(name)} settings", _pairs(frameworks[name])] for name in frameworks
            if name != "env"]),
         ["seed", str(meta.get("seed", MISSING))],
         ["derived seeds", _pairs(meta.get("derived_seeds"))],
@@ -215,10 +238,11 @@ def render(frames: dict[str, pd.DataFrame], summary: dict, meta: dict,
     sweep = len(points) > 1
     verdict = summary.get("verdict")
     dtypes = ", ".join(dict.fromkeys(v.summary["dtype"] for v in points))
-    out = [f"# {summary['experiment']}: {table.VERDICT_TEXT.get(verdict, 'unknown verdict')}",
+    out = [f"# {_text(summary['experiment'])}: "
+           f"{table.VERDICT_TEXT.get(verdict, 'unknown verdict')}",
            "", f"**Verdict: {table.MARKDOWN_VERDICT.get(verdict, 'unknown')}** over "
            f"{len(points)} {'sweep points' if sweep else 'run'} ({dtypes}, device "
-           f"{summary.get('device')}). Backends train from the same initial weights on the "
+           f"{_text(summary.get('device'))}). Backends train from the same initial weights on the "
            "same batches. Gradients, loss values and evaluations are compared at the same "
            "parameters and decide the verdict; loss curves and final parameters measure drift. "
            "Errors are relative to each tensor's scale.", ""]
@@ -229,7 +253,7 @@ def render(frames: dict[str, pd.DataFrame], summary: dict, meta: dict,
     if overview:
         out += ["## Sweep overview", "", *_figures(overview)]
     out += ["## Provenance", "", provenance(meta, summary), "", "### Spec", "",
-            f"As given in `{meta.get('spec_path', MISSING)}`"
+            f"As given in {escape.code(meta.get('spec_path', MISSING))}"
             + (f", with command-line overrides {_pairs(meta.get('overrides'))}:"
                if meta.get("overrides") else ":"), "",
             _fenced(meta.get("spec_text", ""), "toml"), ""]
@@ -240,10 +264,15 @@ def write_report(folder: Path | str) -> Path:
     """Write folder/report.md (drawing any missing plot first); its path."""
     folder = Path(folder)
     frames, summary, meta = results.read(folder)
-    found = plots.plan(frames, summary)
+    found = plots.planned(folder, frames, summary)
     if not all((folder / p.file).is_file() for p in found):
         plots.plot_folder(folder)
+    try:
+        text = render(frames, summary, meta, found)
+    except plots.DRAWING_ERRORS as err:
+        raise results.damaged(folder, f"{REPORT} cannot be written from its tables",
+                              err) from None
+    results.claim(folder, [REPORT])
     path = folder / REPORT
-    text = render(frames, summary, meta, found)
-    plots.write_atomically(path, lambda tmp: tmp.write_text(text))
+    results.write_file(path, lambda tmp: tmp.write_text(text))
     return path

@@ -3,11 +3,20 @@
 A cell says what its check found: `ok 2e-15`, `FAIL 3e-05 (step 3, W1)`, `drift 4e-02`,
 `UNRESOLVED`, `not run`, or `-` where a check does not apply to that backend. A tolerance the
 check raised at an ill-conditioned point is shown beside the error.
+
+Every piece of text that comes from a spec, a plug-in or a stored summary (backend names,
+tensor names, sweep labels, details, skipped reasons) goes through the output's escape:
+`harness.escape.terminal` for the console, `harness.escape.markdown` for a report.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+
+from harness import escape
+
+Escape = Callable[[object], str]
 
 CHECK_LABELS = {"gradients": "gradients", "loss_value": "loss value", "evaluate": "evaluate",
                 "oracle": "finite differences", "update": "update (vs harness.optim)",
@@ -25,15 +34,15 @@ def _num(value: float | None) -> str | None:
         else f"{value:.1e}"
 
 
-def _cell(check: dict, base: float) -> str:
-    err = _num(check["worst"])
+def _cell(check: dict, base: float, esc: Escape) -> str:
+    err = _num(check.get("worst"))
     text = STATUS_TEXT[check["status"]] + (f" {err}" if err else "")
     extra = []
     if check["status"] == "fail":
         if check.get("first_step") is not None:
             extra.append(f"step {check['first_step']}")
         if check.get("first_parameter"):
-            extra.append(check["first_parameter"])
+            extra.append(esc(check["first_parameter"]))
     if check.get("tolerance") and check["tolerance"] > base and check["status"] != "not_run":
         extra.append(f"tol {check['tolerance']:.1e}")
     if check.get("resolution") is not None and check["check"] == "oracle":
@@ -45,13 +54,14 @@ def _base(summary: dict, check: str, cells: dict[str, dict]) -> float:
     """The tolerance a row states: the dtype's for that check (older results: the smallest
     any of its cells applied)."""
     return (summary.get("tolerances") or {}).get(check) or \
-        min(c["tolerance"] for c in cells.values())
+        min((c["tolerance"] for c in cells.values() if c.get("tolerance") is not None),
+            default=math.nan)
 
 
-def rows(summary: dict) -> tuple[list[str], list[list[str]]]:
+def rows(summary: dict, esc: Escape = escape.terminal) -> tuple[list[str], list[list[str]]]:
     """Header and rows: one row per check, one column per backend, then the tolerance."""
-    backends = summary["backends"]
-    header = ["check", *(f"{b} (ref)" if b == summary.get("reference") else b
+    backends = summary.get("backends") or []
+    header = ["check", *(esc(b) + (" (ref)" if b == summary.get("reference") else "")
                          for b in backends), "tolerance"]
     out = []
     for check, label in CHECK_LABELS.items():
@@ -59,65 +69,72 @@ def rows(summary: dict) -> tuple[list[str], list[list[str]]]:
         if not cells:
             continue
         base = _base(summary, check, cells)
-        out.append([label, *(_cell(cells[b], base) if b in cells else "-" for b in backends),
+        out.append([label, *(_cell(cells[b], base, esc) if b in cells else "-"
+                             for b in backends),
                     f"{base:.2g}"])
     return header, out
 
 
-def notes(summary: dict) -> list[str]:
+def notes(summary: dict, esc: Escape = escape.terminal) -> list[str]:
     """Lines under the table: what was not compared and why, odd one out, drift, divergence,
     skipped backends."""
-    lines = [f"not compared: {reason}" for reason in summary.get("not_compared", [])]
-    for check in summary.get("checks", []):
+    lines = [f"not compared: {esc(reason)}" for reason in summary.get("not_compared") or []]
+    for check in summary.get("checks") or []:
+        label = esc(CHECK_LABELS.get(check["check"], check["check"]))
         if check["check"] == "early_stop" and check["status"] != "ok":
-            lines.append(f"early stopping: {check['detail']} (drift: the evaluate check "
-                         "compares the validation loss at the same point)")
+            lines.append(f"early stopping: {esc(check.get('detail'))} (drift: the evaluate "
+                         "check compares the validation loss at the same point)")
         if check["status"] == "drift":
-            lines.append(f"{CHECK_LABELS.get(check['check'], check['check'])} "
-                         f"{check['backend']}: drift {check['worst']:.0e}, explained: "
-                         f"{check['detail']}")
+            lines.append(f"{label} {esc(check['backend'])}: drift {_err(check.get('worst'))}, "
+                         f"explained: {esc(check.get('detail'))}")
     for name, found in (summary.get("diagnosis") or {}).items():
-        lines.append(diagnosis_line(name, found))
+        lines.append(diagnosis_line(name, found, esc))
     if summary.get("odd_one_out"):
-        lines.append(f"odd one out: {summary['odd_one_out']} (every other backend and the "
-                     "finite differences agree without it)")
+        lines.append(f"odd one out: {esc(summary['odd_one_out'])} (every other backend and "
+                     "the finite differences agree without it)")
     div = summary.get("divergence")
     if div:
-        at = ", ".join(f"{b} at step {s}" for b, s in div["at"].items())
+        at = ", ".join(f"{esc(b)} at step {s}" for b, s in div["at"].items())
         cause = "the spec's fault: every backend diverged at the same step" \
             if div["kind"] == "all" else "a backend's fault: not every backend diverged there"
         lines.append(f"diverged (NaN/Inf): {at}: {cause}")
-    for name, profile in summary.get("drift", {}).items():
+    for name, profile in (summary.get("drift") or {}).items():
         if profile:
-            lines.append(f"loss drift {name} vs {summary['reference']}: {_marks(profile)}")
+            lines.append(f"loss drift {esc(name)} vs {esc(summary.get('reference'))}: "
+                         f"{_marks(profile)}")
     if summary.get("shadow_drift"):
         lines.append(f"loss drift of the reference from a rounding-level nudge (shadow run): "
                      f"{_marks(summary['shadow_drift'])}")
-    for name, reason in summary.get("skipped", {}).items():
-        lines.append(f"skipped {name}: {reason}")
+    for name, reason in (summary.get("skipped") or {}).items():
+        lines.append(f"skipped {esc(name)}: {esc(reason)}")
     return lines
 
 
-def diagnosis_line(backend: str, found: dict) -> str:
+def diagnosis_line(backend: str, found: dict, esc: Escape = escape.terminal) -> str:
     """`where: backend vs reference: step 3, update, layer 0, W0 (...)`: one disagreement's
     origin, how it is known, and a convention that reproduces it."""
     if found.get("phase") is None:
-        return f"where: {backend}: {found['why']}"
-    where = [f"step {found['step']}", found["phase"]]
+        return f"where: {esc(backend)}: {esc(found['why'])}"
+    where = [f"step {found['step']}", esc(found["phase"])]
     if found.get("layer") is not None:
         where.append(f"layer {found['layer']}")
-    where.append(found["tensor"])
-    text = f"where: {backend}: {', '.join(where)}: {found['why'].split(': ', 1)[-1]}"
+    where.append(esc(found["tensor"]))
+    text = f"where: {esc(backend)}: {', '.join(where)}: {esc(found['why'].split(': ', 1)[-1])}"
     if found.get("convention"):
-        text += f" -> convention: {found['convention']}, not a bug"
+        text += f" -> convention: {esc(found['convention'])}, not a bug"
     return text
 
 
-def _marks(profile: list[list[float]]) -> str:
-    return ", ".join(f"{err:.0e} by step {step}" for step, err in profile)
+def _err(value: float | None) -> str:
+    return "nan" if value is None else f"{value:.0e}"
+
+
+def _marks(profile: list[list[float | None]]) -> str:
+    return ", ".join(f"{_err(err)} by step {step}" for step, err in profile)
 
 
 def text(summary: dict) -> str:
+    """The table for a terminal: columns aligned, text from files with controls escaped."""
     header, body = rows(summary)
     if not body:
         return "\n".join(notes(summary))
@@ -128,8 +145,9 @@ def text(summary: dict) -> str:
 
 
 def markdown(summary: dict) -> str:
-    header, body = rows(summary)
+    """The table for a report: text from files shown literally (no markup, no HTML)."""
+    header, body = rows(summary, escape.markdown)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in body]
-    extra = notes(summary)
+    extra = notes(summary, escape.markdown)
     return "\n".join(lines + ([""] + [f"- {n}" for n in extra] if extra else []))

@@ -53,7 +53,7 @@ def test_out_round_trips_through_load(tmp_path):
     out = tmp_path / "res"
     ran = harness.run(SWEEP, backends=PAIR, out=out)
     assert {p.name for p in out.iterdir()} == {f"{n}.csv" for n in results.TABLES} | {
-        "summary.json", "meta.json"}
+        "summary.json", "meta.json", "manifest.json"}
     back = harness.load(out)
     assert (back.folder, back.verdict) == (out, ran.verdict)
     assert back.summary == ran.summary and back.meta == ran.meta

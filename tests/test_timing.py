@@ -20,6 +20,7 @@ from harness.bench import repro as bench_repro
 from harness.bench import suite as bench
 from harness.bench import timing
 from harness.cli import main
+from harness.escape import markdown
 from harness.registry import backend_class
 
 THREE_ROUNDS = ["--rounds", "3", "--max-rounds", "3"]   # a fixed number: no extra rounds
@@ -142,11 +143,13 @@ def test_bench_command_writes_results(tmp_path, capsys):
     assert main(["report", str(out)]) == 0
     report = (out / "report.md").read_text()
     assert "## Targets" in report and "`numpy_own_products_at_large_shapes`" in report
-    assert (f"| roofline | {bench.NUMPY_GEMM} | {NUMPY} | {NUMPY} / fastest framework | "
-            f"NumPy GEMMs / {NUMPY} | roofline / {NUMPY} |") in report
-    assert f"numpy {np.__version__};" in report          # NumPy's products are always timed
-    assert f"- `{bench.NUMPY_GEMM}`: numpy {np.__version__}: " in report     # its BLAS named
-    row = next(line for line in report.splitlines() if line.startswith("| 16-8-3:4 | float64 |"))
+    assert (f"| roofline | {markdown(bench.NUMPY_GEMM)} | {markdown(NUMPY)} | {NUMPY} / "
+            f"fastest framework | NumPy GEMMs / {NUMPY} | roofline / {NUMPY} |") in report
+    version = markdown(np.__version__)
+    assert f"numpy {version};" in report                    # NumPy's products are always timed
+    assert f"- `{bench.NUMPY_GEMM}`: numpy {version}: " in report      # its BLAS named
+    row = next(line for line in report.splitlines()
+               if line.startswith(f"| {markdown('16-8-3:4')} | float64 |"))
     assert f"({bench.NUMPY_GEMM}) |" in row                  # the library setting the roofline
     assert row.endswith(f"| - (not judged) | {numpy_row.numpy_gemm_fraction:.2f} | "
                         f"{numpy_row.roofline_fraction:.2f} |")            # no framework timed
@@ -154,11 +157,11 @@ def test_bench_command_writes_results(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("files, message", [
-    ({"summary.json": "{}", "meta.json": "{}"}, "not a readable bench folder"),
+    ({"summary.json": "{}", "meta.json": "{}"}, "summary.json: threads: missing"),
     ({"numpy_vs_frameworks.csv": "shape,dtype\n", "summary.json": "[1, 2]"},
      "expected a JSON object"),
     ({"numpy_vs_frameworks.csv": "shape,dtype\n", "summary.json": "{}", "meta.json": "{}"},
-     "not a readable bench folder"),
+     "summary.json: threads: missing"),
 ])
 def test_report_on_a_damaged_bench_folder_is_a_one_line_error(tmp_path, capsys, files, message):
     (tmp_path / "bench.csv").write_text("shape,dtype\n")
@@ -363,7 +366,7 @@ def test_bench_baseline_writes_the_comparison(tmp_path, capsys, legacy, compared
     report = (tmp_path / "b" / "report.md").read_text()
     assert "ratios within 5%" in out
     for kind, note in NOTES.items():
-        assert (note in out) == (kind in legacy) == (note in report)
+        assert (note in out) == (kind in legacy) == (markdown(note) in report)
 
 
 @pytest.mark.parametrize("summary, timed, expected", [

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import listing, provenance, registry, report
+from harness import escape, listing, provenance, registry, report
 from harness.registry import ENTRY_POINT_GROUP
 
 PLUGIN = '''from implementations.numpy_fast import NumpyFast
@@ -111,7 +111,7 @@ def test_the_report_lists_every_backend_of_meta_json():
     meta = {"backends": provenance.backends()}
     text = report.provenance(meta, {})
     for name in registry.registry():
-        assert f"| backend {name} |" in text
+        assert f"| backend {escape.markdown(name)} |" in text
 
 
 def test_a_broken_plugin_is_recorded_not_raised(tmp_path, monkeypatch):

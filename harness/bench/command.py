@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness import provenance, results
+from harness import escape, provenance, results
 from harness.bench import repro as bench_repro
 from harness.bench import suite as bench
 from harness.bench import threads, timing
@@ -103,7 +103,8 @@ def print_table(df: pd.DataFrame, vs: pd.DataFrame) -> None:
           f"{'GFLOP/s':>8} {'roofline':>8} {'x fastest':>9} {'95% CI':>7} {'rounds':>6} "
           f"{'first ms':>9}")
     for r in df.itertuples():
-        print(f"{r.shape:>36} {r.dtype:>7} {r.backend:>12} {r.median_s * 1e3:10.3f} "
+        print(f"{r.shape:>36} {r.dtype:>7} {escape.terminal(r.backend):>12} "
+              f"{r.median_s * 1e3:10.3f} "
               f"{r.iqr_s * 1e3:8.3f} {r.gflops:8.1f} {r.roofline_fraction:8.2f} "
               f"{r.ratio_to_fastest:9.2f} {r.ratio_to_fastest_ci:7.1%} {r.rounds:6d} "
               f"{r.first_call_s * 1e3:9.1f}")
@@ -149,7 +150,7 @@ def run_bench(shapes: list[bench.Shape], dtypes: list[str], names: list[str],
               device: str = "cpu", baseline: Path | None = None) -> int:
     """Benchmark, print, write results/bench/ (bench.csv, summary.json, meta.json, bench.png);
     with a baseline folder, also reproducibility.csv: every ratio against the baseline's."""
-    results.guard_target(out, force)
+    results.guard_target(out, force, kind=results.BENCH)
     skipped = {n: r for n in names if (r := missing_framework(n))}
     names = [n for n in names if n not in skipped]
     if not names:
@@ -190,7 +191,7 @@ def run_bench(shapes: list[bench.Shape], dtypes: list[str], names: list[str],
     meta = provenance.environment(started, time.perf_counter() - t0)
     meta["gemm_libraries"] = gemm_libraries(names)
     meta["cpu_peak"] = provenance.cpu_peak()
-    results.write(out, tables, summary, meta, force)
+    results.write(out, tables, summary, meta, force, kind=results.BENCH)
     print(f"\n{write_plot(out)}")
     for name, target in summary["targets"].items():
         if target:

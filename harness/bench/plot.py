@@ -4,7 +4,6 @@ results/bench/bench.csv only."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -13,7 +12,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from harness import results
 from harness.bench.suite import GEMM, NUMPY, NUMPY_GEMM, ROOFLINE
+
+DPI = 100
 
 STYLE = {ROOFLINE: {"color": "black", "linestyle": "--", "marker": ""},
          NUMPY: {"color": "tab:blue", "marker": "o"},
@@ -49,10 +51,14 @@ def figure(df: pd.DataFrame, title: str) -> plt.Figure:
 
 def write_plot(folder: Path) -> Path:
     """Redraw bench.png from bench.csv (atomically) and return its path."""
-    df = pd.read_csv(folder / "bench.csv")
-    fig = figure(df, "Training-step throughput vs work, and the machine's matmul roofline")
-    path, tmp = folder / "bench.png", folder / ".bench.png.tmp"
-    fig.savefig(tmp, dpi=100, format="png")
+    df = results.read_bench(folder)[0]["bench"]
+    path = folder / "bench.png"
+    try:
+        with matplotlib.rc_context({"text.parse_math": False}):
+            fig = figure(df, "Training-step throughput vs work, and the machine's matmul "
+                             "roofline")
+    except (ArithmeticError, AttributeError, IndexError, KeyError, TypeError, ValueError) as err:
+        raise results.damaged(folder, "bench.png cannot be drawn from bench.csv", err) from None
+    results.write_file(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
     plt.close(fig)
-    os.replace(tmp, path)
     return path

@@ -1,20 +1,29 @@
 """`harness report` on a bench folder: report.md with the machine, the issue's targets as
 measured, the step-time table and the plot. Reads the stored tables alone, like every
-report."""
+report, each checked as it is read (harness.results.read_bench); everything that comes from
+a file (backend names, shapes, libraries, meta.json's fields, a baseline's path) is escaped
+(`harness.escape`), so none of it can carry markup or HTML into the page.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
-from harness import results
+from harness import escape, results
 from harness.bench.plot import write_plot
 from harness.bench.repro import rename_note
 from harness.bench.suite import NUMPY, ROOFLINE
-from harness.plots import folder as plots
 
 REPORT = "report.md"
+# What rendering tables of unexpected content raises (a tampered folder's, say).
+RENDER_ERRORS = (ArithmeticError, AttributeError, IndexError, KeyError, TypeError, ValueError)
+
+
+def _text(value: object) -> str:
+    return escape.markdown(value)
 
 
 def _ms(seconds: float) -> str:
@@ -31,7 +40,8 @@ def step_table(bench: pd.DataFrame, vs: pd.DataFrame) -> str:
     headline ratios: against the fastest framework (with its verdict), against NumPy's own
     products and against the machine roofline."""
     contestants = [b for b in dict.fromkeys(bench.backend) if b != ROOFLINE]
-    lines = [f"| shape:batch | dtype | roofline | {' | '.join(contestants)} | {NUMPY} / "
+    names = " | ".join(_text(b) for b in contestants)
+    lines = [f"| shape:batch | dtype | roofline | {names} | {NUMPY} / "
              f"fastest framework | NumPy GEMMs / {NUMPY} | roofline / {NUMPY} |",
              "|---|---|---|" + "---|" * len(contestants) + "---|---|---|"]
     for (shape, dtype), point in bench.groupby(["shape", "dtype"], sort=False):
@@ -40,16 +50,17 @@ def step_table(bench: pd.DataFrame, vs: pd.DataFrame) -> str:
         own = by.numpy_gemm_fraction.get(NUMPY, float("nan"))
         roof = by.roofline_fraction.get(NUMPY, float("nan"))
         times = " | ".join(_ms(by.median_s.get(b, float("nan"))) for b in contestants)
-        lines.append(f"| {shape} | {dtype} | {_ms(by.median_s[ROOFLINE])} "
-                     f"({by.library[ROOFLINE]}) | {times} | "
-                     f"{_ratio(vs_row.numpy_vs_fastest_framework)} ({vs_row.verdict}) | "
+        lines.append(f"| {_text(shape)} | {_text(dtype)} | {_ms(by.median_s[ROOFLINE])} "
+                     f"({_text(by.library[ROOFLINE])}) | {times} | "
+                     f"{_ratio(vs_row.numpy_vs_fastest_framework)} ({_text(vs_row.verdict)}) | "
                      f"{_ratio(own)} | {_ratio(roof)} |")
     return "\n".join(lines)
 
 
 def library_lines(meta: dict) -> list[str]:
     """Which library does each `gemm:` contestant's products, and the CPU's peak."""
-    lines = [f"- `{gemm}`: {lib}" for gemm, lib in meta.get("gemm_libraries", {}).items()]
+    lines = [f"- {escape.code(gemm)}: {_text(lib)}"
+             for gemm, lib in meta.get("gemm_libraries", {}).items()]
     peak = meta.get("cpu_peak")
     if peak:
         lines.append(f"- theoretical peak: {peak['gflops']['float32']:g} GFLOP/s float32, "
@@ -63,40 +74,49 @@ def machine_line(meta: dict, summary: dict, bench: pd.DataFrame) -> str:
     """Where, with what, and how it was measured: NumPy's version (the roofline is always
     timed) and those of the frameworks timed."""
     packages, timed = meta.get("packages", {}), {"numpy", *bench["backend"]}
-    versions = ", ".join(f"{p} {packages[p]}" for p in ("numpy", "torch", "jax")
+    versions = ", ".join(f"{p} {_text(packages[p])}" for p in ("numpy", "torch", "jax")
                          if p in packages and p in timed)
     where = "all in one process" if summary["in_process"] else "each backend in its own process"
     least, most = int(bench["rounds"].min()), int(bench["rounds"].max())
     rounds = f"{least}" if least == most else f"{least} to {most}"
     more = (f", more while a point's ratios were uncertain by over {summary['precision']:.0%}"
             if "precision" in summary else "")
-    return (f"Measured {meta.get('started', '?')} on {meta.get('cpu', '?')} "
+    return (f"Measured {_text(meta.get('started', '?'))} on {_text(meta.get('cpu', '?'))} "
             f"({meta.get('cpu_count', '?')} cores), {summary['threads']} threads per framework, "
             f"{versions}; median step time in ms ({rounds} interleaved rounds{more}, "
             f"{where}).")
 
 
-def target_detail(t: dict) -> str:
+def _quoted(value: object) -> str:
+    return f"`{escape.terminal(value)}`"
+
+
+def target_detail(t: dict, esc: Callable[[object], str] = escape.terminal,
+                  code: Callable[[object], str] = _quoted) -> str:
     """How a target came out, after its verdict: "(worst 1.04 at SHAPE DTYPE, target 1.0)",
     and for the reproducibility target how many ratios stayed within it of which baseline,
-    and which of the baseline's backends had another name."""
-    where = f"{t['shape']} {t['dtype']}" + (f" {t['ratio']}" if "ratio" in t else "")
+    and which of the baseline's backends had another name. Text from files goes through
+    `esc` (and the baseline's path through `code`): the terminal's escape by default, the
+    report's Markdown ones in report.md."""
+    where = f"{esc(t['shape'])} {esc(t['dtype'])}" + \
+        (f" {esc(t['ratio'])}" if "ratio" in t else "")
     extra = (f"; {t['within']} of {t['compared']} ratios within {t['target']:.0%} of "
-             f"`{t['baseline']}`" if "within" in t else "")
+             f"{code(t['baseline'])}" if "within" in t else "")
     if t.get("renamed"):
-        extra += f"; {rename_note(t['renamed'])}"
+        extra += f"; {esc(rename_note(t['renamed']))}"
     if "miss" in t:
         extra += (f"; {t['met']} met, {t['tie']} tied within the CI, {t['miss']} missed, "
                   f"{t['not judged']} not judged (NumPy's GEMMs slower than the framework's)")
     if "backend" in t:
-        where += f" {t['backend']}"
+        where += f" {esc(t['backend'])}"
     goal = "" if t["target"] is None else f", target {t['target']}"
     return f"(worst {t['worst']:.2f} at {where}{goal}{extra})"
 
 
 def target_lines(targets: dict) -> list[str]:
-    return [f"- `{name}`: " + (f"**{outcome(t)}** {target_detail(t)}"
-                               if t else "n/a (no point of this run decides it)")
+    return [f"- {escape.code(name)}: " +
+            (f"**{outcome(t)}** {target_detail(t, _text, escape.code)}"
+             if t else "n/a (no point of this run decides it)")
             for name, t in targets.items()]
 
 
@@ -115,17 +135,14 @@ def render(bench: pd.DataFrame, vs: pd.DataFrame, summary: dict, meta: dict) -> 
 def write_bench_report(folder: Path) -> Path:
     """Write FOLDER/report.md for a `harness bench` results folder; returns its path. A
     damaged folder is a one-line ResultsError, not a traceback."""
-    summary = results.read_json(folder / "summary.json")
-    meta = results.read_json(folder / "meta.json")
+    tables, summary, meta = results.read_bench(folder)
     try:
-        bench = pd.read_csv(folder / "bench.csv")
-        vs = pd.read_csv(folder / "numpy_vs_frameworks.csv")
-        text = render(bench, vs, summary, meta)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as err:
-        raise results.ResultsError(f"{folder}: not a readable bench folder "
-                                   f"({type(err).__name__}: {err})") from None
+        text = render(tables["bench"], tables["numpy_vs_frameworks"], summary, meta)
+    except RENDER_ERRORS as err:
+        raise results.damaged(folder, "not a readable bench folder", err) from None
     if not (folder / "bench.png").is_file():
         write_plot(folder)
+    results.claim(folder, [REPORT])
     path = folder / REPORT
-    plots.write_atomically(path, lambda tmp: tmp.write_text(text))
+    results.write_file(path, lambda tmp: tmp.write_text(text))
     return path

@@ -9,24 +9,31 @@ gets the same figures once per sweep point, named
 `<figure>__<variant>.png` (the label made safe for file names), plus `sweep_overview.png`
 comparing the points. A figure whose data the run did not produce (loss drift with a single
 backend, say) is left out. Every PNG is written atomically: drawn to a hidden temporary file
-beside it, then renamed over the old one, so no reader sees half an image.
+beside it, then renamed over the old one, so no reader sees half an image; the folder's
+manifest names every PNG before it is written, so the next run knows it for the harness's.
+
+Text from the tables (labels, backend names) is drawn as text: `$` never starts mathtext, a
+control character is written out (`\\x1b`). A
+folder whose tables cannot be drawn is a one-line error when its files are not what the
+harness wrote (see `harness.results.damaged`).
 """
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import matplotlib as mpl
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 from harness import results
 from harness.plots import diagnosis as plot_diagnosis
+from harness.plots import style as plot_style
 from harness.plots import summary as plot_summary
 from harness.plots import training as plot_training
 
@@ -35,6 +42,9 @@ SEPARATOR = "__"                      # between figure name and variant in a fil
 UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_SLUG = 60
 OVERVIEW = "sweep_overview"
+# What drawing tables of unexpected content raises (a tampered folder's, say).
+DRAWING_ERRORS = (ArithmeticError, AttributeError, IndexError, KeyError, TypeError, ValueError)
+LITERAL_TEXT = {"text.parse_math": False}     # labels from files are text, never mathtext
 
 
 @dataclass(frozen=True)
@@ -62,7 +72,8 @@ class Variant:
         ill-conditioned point, the oracle to its resolution); older results: the smallest
         its cells applied."""
         base = (self.summary.get("tolerances") or {}).get(check)
-        found = [c["tolerance"] for c in self.summary.get("checks", []) if c["check"] == check]
+        found = [c["tolerance"] for c in self.summary.get("checks") or []
+                 if c["check"] == check and c.get("tolerance") is not None]
         return base if base is not None else min(found) if found else None
 
 
@@ -143,27 +154,39 @@ def plan(frames: dict[str, pd.DataFrame], summary: dict) -> list[Plot]:
     return out
 
 
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """`write(tmp)` into a hidden file beside `path`, then rename it over `path`."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def save(fig: Figure, path: Path) -> None:
-    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
+    results.write_file(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
+
+
+def draw(folder: Path, plot: Plot) -> Path:
+    """Draw one PNG of the folder; a failure on tables the harness did not write as they
+    are is a one-line ResultsError."""
+    try:
+        with mpl.rc_context(LITERAL_TEXT):
+            figure = plot.draw()
+            for text in figure.findobj(Text):
+                text.set_text(plot_style.literal(text.get_text()))
+            save(figure, folder / plot.file)
+    except DRAWING_ERRORS as err:
+        raise results.damaged(folder, f"{plot.file} cannot be drawn from its tables",
+                              err) from None
+    return folder / plot.file
+
+
+def planned(folder: Path, frames: dict[str, pd.DataFrame], summary: dict) -> list[Plot]:
+    """`plan` for a folder read back: a failure on tables the harness did not write as they
+    are is a one-line ResultsError."""
+    try:
+        return plan(frames, summary)
+    except DRAWING_ERRORS as err:
+        raise results.damaged(folder, "its figures cannot be planned from its tables",
+                              err) from None
 
 
 def plot_folder(folder: Path | str) -> list[Path]:
     """Draw every figure of a results folder into it; the paths of the PNGs written."""
     folder = Path(folder)
     frames, summary, _ = results.read(folder)
-    paths = []
-    for p in plan(frames, summary):
-        save(p.draw(), folder / p.file)
-        paths.append(folder / p.file)
-    return paths
+    found = planned(folder, frames, summary)
+    results.claim(folder, [p.file for p in found])
+    return [draw(folder, p) for p in found]

@@ -16,6 +16,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from harness import escape
 from harness.verify import verdict
 
 WIDTH = 11.0                          # inches: about 1100 px at the saved resolution
@@ -50,9 +51,15 @@ def backend_style(i: int, markers: bool = True) -> dict:
             "markerfacecolor": "none", "markeredgewidth": OTHER_WIDTH}
 
 
+def literal(text: str) -> str:
+    """Text from a file as a figure shows it: control characters written out (`\\x1b`),
+    line breaks kept (the figures' own labels use them)."""
+    return "\n".join(escape.terminal(line) for line in str(text).split("\n"))
+
+
 def backend_label(name: str, i: int) -> str:
     """A backend's name in legends and on axes, the reference marked as such."""
-    return f"{name} (reference)" if i == 0 else name
+    return literal(f"{name} (reference)" if i == 0 else name)
 
 
 def new_figure(title: str, ncols: int = 1, height: float = HEIGHT) -> tuple[Figure, list[Axes]]:
