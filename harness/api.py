@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness import experiment, results
+from harness import experiment, preflight, results
 from harness.backend import Backend
 from harness.results import ResultsError
 from harness.spec import SpecError
@@ -51,20 +51,23 @@ class Result:
 def run(spec: str | Path | Mapping[str, Any],
         backends: Sequence[str | type[Backend]] | None = None, dtype: str | None = None,
         out: str | Path | None = None, *, force: bool = False, device: str = "cpu",
-        progress: bool = False) -> Result:
+        progress: bool = False,
+        max_minutes: float = preflight.DEFAULT_MAX_MINUTES) -> Result:
     """Train every backend on every sweep point of `spec` and compare them.
 
     `backends`: registered names or Backend subclasses, the first is the reference (default:
     the spec's `backends`, else numpy, torch, jax). `dtype` overrides the spec's. `out=None`
     writes nothing; a path writes the results folder there (replacing one the harness wrote,
     or any folder with `force`). Raises SpecError on bad input (a device no backend can use
-    here, a run in which no backend can run included), ResultsError when `out` cannot be
+    here, a run in which no backend can run, a run that cannot fit this machine's memory or
+    whose estimated time exceeds `max_minutes` included), ResultsError when `out` cannot be
     written, both before anything is trained."""
     _check_arguments(spec, backends, device)
     specs, origin = experiment.load(spec, dtype)
     names = experiment.backend_names(backends, specs[0], option="backends")
     folder = None if out is None else Path(out)
-    done = experiment.conduct(specs, origin, names, folder, force, device, progress)
+    done = experiment.conduct(specs, origin, names, folder, force, device, progress,
+                              max_minutes)
     return Result(results.as_stored(done.summary), done.tables, results.as_stored(done.meta),
                   folder)
 

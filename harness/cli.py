@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from harness import escape, experiment, table
+from harness import escape, experiment, preflight, table
 from harness.bench.suite import DEFAULT_BACKENDS
 from harness.bench.timing import Protocol
 from harness.results import ResultsError, interruption
@@ -62,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="cpu", choices=experiment.DEVICES,
                    help="device for the backends that support it (default: cpu)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--max-minutes", type=float, default=preflight.DEFAULT_MAX_MINUTES,
+                   help="refuse a run whose estimated time (training, checks and the "
+                        "finite-difference oracle, over every sweep point) exceeds this many "
+                        f"minutes (default: {preflight.DEFAULT_MAX_MINUTES:g}); memory is "
+                        "always limited to what this machine has available")
 
     c = sub.add_parser("check", help="check one backend's gradients against finite differences",
                        description="Compare a backend's gradients on the first training batch, "
@@ -72,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
                                    "finite differences cannot resolve a tensor.")
     c.add_argument("spec", type=Path, help="experiment TOML file")
     c.add_argument("--backend", default="numpy", help="backend to check (default: numpy)")
+    c.add_argument("--max-minutes", type=float, default=preflight.DEFAULT_MAX_MINUTES,
+                   help="refuse a check whose estimated time exceeds this many minutes "
+                        f"(default: {preflight.DEFAULT_MAX_MINUTES:g})")
 
     e = sub.add_parser("explain", help="write out the chain rule of one training step",
                        description="Write out the chain rule of one training step as the "
@@ -152,11 +160,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    _positive("--max-minutes", args.max_minutes)
     specs, origin = experiment.load(args.spec, args.dtype)
     names = experiment.backend_names(args.backends, specs[0])
     out = args.out or experiment.RESULTS_ROOT / specs[0].name
     summary = experiment.conduct(specs, origin, names, out, args.force, args.device,
-                                 progress=not args.quiet).summary
+                                 progress=not args.quiet,
+                                 max_minutes=args.max_minutes).summary
     for v in summary["variants"]:
         title = escape.terminal(f"{summary['experiment']}" +
                                 (f" [{v['variant']}]" if v["variant"] else ""))
@@ -175,9 +185,16 @@ def _run(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from harness.oracle_command import check_spec
 
+    _positive("--max-minutes", args.max_minutes)
     specs, _ = experiment.load(args.spec, None)
     experiment.backend_names([args.backend], specs[0], option="--backend")
+    preflight.check_oracle(specs, args.backend, args.max_minutes)
     return check_spec(specs, args.backend)
+
+
+def _positive(option: str, value: float) -> None:
+    if not value > 0:                     # NaN included; inf: no limit
+        raise SpecError(option, f"{value!r} is not allowed (allowed: a number > 0)")
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -223,7 +240,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from harness.bench.command import run_bench
-    from harness.bench.suite import DEFAULT_SHAPES, Shape
+    from harness.bench.suite import DEFAULT_SHAPES, Shape, check_memory
     from harness.registry import registry
 
     dtypes, names = list(dict.fromkeys(args.dtypes)), list(dict.fromkeys(args.backends))
@@ -245,6 +262,10 @@ def _bench(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise SpecError("", str(err)) from None
     shapes = list({s.label: s for s in shapes}.values())      # each point once
+    try:
+        check_memory(shapes, dtypes, names, args.in_process)
+    except ValueError as err:
+        raise SpecError("", str(err)) from None
     protocol = Protocol(rounds=args.rounds, max_rounds=args.max_rounds)
     return run_bench(shapes, dtypes, names, protocol, args.threads, args.in_process,
                      args.out, args.force, args.device, args.baseline)

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+import operator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -52,15 +55,65 @@ class Dataset:
     test: Split
 
 
-@dataclass(frozen=True)
 class Plan:
-    """The batch order of a whole run: the epoch and the train-set indices of every step."""
-    epochs: np.ndarray                    # (steps,)
-    indices: tuple[np.ndarray, ...]       # one index array per step
+    """The batch order of a whole run, computed one step at a time: step s belongs to epoch
+    s // per_epoch and takes the next `size` rows of that epoch's order (a fresh permutation
+    per epoch from rng_for(seed, "shuffle", epoch), or the data's own order without
+    shuffling or with a full batch). Only the current epoch's permutation is kept: every
+    step's indices of a million samples over a thousand epochs would take gigabytes.
+
+    `indices[step]` and `epochs[step]` read like the arrays they replace (len, iteration,
+    negative indices, slices as lists)."""
+
+    def __init__(self, seed: int, n_train: int, size: int, shuffle: bool, steps: int) -> None:
+        self.seed, self.n_train, self.size, self.steps = seed, n_train, size, steps
+        self.shuffle = shuffle and size < n_train        # a full batch keeps the data order
+        self.per_epoch = math.ceil(n_train / size)
+        self._drawn: tuple[int, np.ndarray] | None = None   # (epoch, its permutation)
 
     @property
-    def steps(self) -> int:
-        return len(self.indices)
+    def indices(self) -> PerStep:
+        return PerStep(self.steps, self.rows)
+
+    @property
+    def epochs(self) -> PerStep:
+        return PerStep(self.steps, self.epoch)
+
+    def epoch(self, step: int) -> int:
+        return step // self.per_epoch
+
+    def rows(self, step: int) -> np.ndarray:
+        """The train-set rows of `step`: a slice of its epoch's order."""
+        start = step % self.per_epoch * self.size
+        stop = min(start + self.size, self.n_train)
+        if not self.shuffle:
+            return np.arange(start, stop)
+        return self._order(self.epoch(step))[start:stop]
+
+    def _order(self, epoch: int) -> np.ndarray:
+        if self._drawn is None or self._drawn[0] != epoch:
+            self._drawn = epoch, rng_for(self.seed, "shuffle", epoch).permutation(self.n_train)
+        return self._drawn[1]
+
+
+class PerStep(Sequence):
+    """One value per step of a Plan, computed when read."""
+
+    def __init__(self, steps: int, at: Callable[[int], Any]) -> None:
+        self._steps, self._at = steps, at
+
+    def __len__(self) -> int:
+        return self._steps
+
+    def __getitem__(self, step: int | slice) -> Any:
+        if isinstance(step, slice):
+            return [self._at(s) for s in range(*step.indices(self._steps))]
+        step = operator.index(step)
+        if step < 0:
+            step += self._steps
+        if not 0 <= step < self._steps:
+            raise IndexError(f"step {step} is outside the plan's {self._steps} steps")
+        return self._at(step)
 
 
 def prepare(spec: Spec) -> Dataset:
@@ -91,21 +144,13 @@ def _split(x: np.ndarray, y: np.ndarray, spec: Spec, dtype: np.dtype) -> Split:
 
 
 def plan(spec: Spec, n_train: int) -> Plan:
-    """Per-epoch shuffled batch order; `steps` runs as many epochs as it needs, then truncates."""
+    """Per-epoch shuffled batch order; `steps` runs as many epochs as it needs, then truncates
+    (never beyond the epochs' batches: `n_train` may be smaller than the spec's split)."""
     size = spec.training.batch_size or n_train
     per_epoch = math.ceil(n_train / size)
     epochs = spec.training.epochs or math.ceil(spec.training.steps / per_epoch)
-    total = planned_steps(spec)
-    full_batch = size >= n_train
-    indices, epoch_of = [], []
-    for epoch in range(epochs):
-        shuffle = spec.training.shuffle and not full_batch
-        order = rng_for(spec.seed, "shuffle", epoch).permutation(n_train) if shuffle \
-            else np.arange(n_train)
-        for start in range(0, n_train, size):
-            indices.append(order[start:start + size])
-            epoch_of.append(epoch)
-    return Plan(np.array(epoch_of[:total]), tuple(indices[:total]))
+    steps = min(planned_steps(spec), epochs * per_epoch)
+    return Plan(spec.seed, n_train, size, spec.training.shuffle, steps)
 
 
 def dropout_masks(spec: Spec, step: int, rows: int) -> tuple[np.ndarray | None, ...]:

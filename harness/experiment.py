@@ -12,8 +12,9 @@ from typing import Any
 
 import pandas as pd
 
-from harness import params, parity, provenance, results
+from harness import params, parity, preflight, provenance, results
 from harness.backend import Backend
+from harness.progress import positions
 from harness.registry import registry
 from harness.spec import Spec, read_spec, sweep
 from harness.spec.schema import SpecError
@@ -77,20 +78,24 @@ def load(source: Source, dtype: str | None) -> tuple[list[Spec], provenance.Orig
 
 def conduct(specs: list[Spec], origin: provenance.Origin, backends: Sequence[parity.BackendRef],
             out: Path | None = None, force: bool = False, device: str = "cpu",
-            progress: bool = True) -> Outcome:
+            progress: bool = True,
+            max_minutes: float = preflight.DEFAULT_MAX_MINUTES) -> Outcome:
     """Run every variant on every backend; with `out`, refuse an unwritable target before
     any work and write the results folder atomically after it. Refuse, before any training,
-    a run in which no backend could run a variant, and a device a backend cannot use. The
-    one path of `harness run` and of `harness.run`."""
+    a run in which no backend could run a variant, a device a backend cannot use, and a run
+    that cannot fit this machine's memory or the time limit (harness.preflight). The one
+    path of `harness run` and of `harness.run`."""
     if out is not None:
         results.guard_target(out, force, spec=_spec_file(origin))
-    preflight(specs, backends, device)
+    usable_here(specs, backends, device)
+    preflight.check(specs, backends, device, max_minutes)
+    at = positions(specs)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     frames: dict[str, list[pd.DataFrame]] = {}
     variants = []
-    for spec in specs:
-        rec = parity.run_variant(spec, backends, device, progress)
+    for spec, position in zip(specs, at, strict=True):
+        rec = parity.run_variant(spec, backends, device, progress, position)
         for name, df in rec.frames().items():
             frames.setdefault(name, []).append(df.assign(variant=spec.variant, dtype=spec.dtype))
         variants.append(parity.summarize(rec))
@@ -104,7 +109,7 @@ def conduct(specs: list[Spec], origin: provenance.Origin, backends: Sequence[par
     return Outcome(merged, summary, meta)
 
 
-def preflight(specs: list[Spec], backends: Sequence[parity.BackendRef], device: str) -> None:
+def usable_here(specs: list[Spec], backends: Sequence[parity.BackendRef], device: str) -> None:
     """Before any training: some backend can run some variant (else the run would replace
     results with nothing), and every backend that will run on `device` can use it here."""
     plans = [parity.runnable(spec, backends, device) for spec in specs]

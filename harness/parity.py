@@ -17,7 +17,7 @@ import pandas as pd
 
 from harness import data, params
 from harness.backend import Backend
-from harness.progress import bars
+from harness.progress import Position, bars
 from harness.registry import backend_class, missing_framework
 from harness.spec import Spec
 from harness.verify import diagnose, oracle, same_point, verdict
@@ -185,7 +185,7 @@ def _diverge(rec: Record, lane: Lane, step: int, what: str) -> None:
 
 
 def run_variant(spec: Spec, backends: Sequence[BackendRef], device: str = "cpu",
-                progress: bool = True) -> Record:
+                progress: bool = True, position: Position | None = None) -> Record:
     """Train every runnable backend of `backends` (names or classes, the first is the
     reference) on `spec` and record everything."""
     ok, skipped = runnable(spec, backends, device)
@@ -203,7 +203,8 @@ def run_variant(spec: Spec, backends: Sequence[BackendRef], device: str = "cpu",
     checks = set(spec.training.grad_check_steps)
     # Overflow and NaN are detected and reported per backend (events); NumPy's warnings
     # about them would only repeat that, once per operation.
-    with bars(list(ok), plan.steps, progress, spec.variant) as bar, np.errstate(all="ignore"):
+    with bars(list(ok), plan.steps, progress, spec.variant, position) as bar, \
+            np.errstate(all="ignore"):
         for step in range(plan.steps):
             batch = data.train_batch(spec, ds, plan, step)
             if step in checks:

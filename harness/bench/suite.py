@@ -24,8 +24,18 @@ from harness.backend import Backend, Operands, Products
 from harness.bench import threads, timing, workers
 from harness.data import Batch, rng_for
 from harness.params import initial_params
+from harness.preflight import USABLE_MEMORY_FRACTION, available_memory, size
+from harness.preflight.memory import (
+    FRAMEWORK_BYTES,
+    INTERPRETER_BYTES,
+    OTHER_FRAMEWORK_BYTES,
+    PARAM_COPIES,
+    WORK_ARRAYS,
+)
 from harness.registry import backend_class
-from harness.spec import Data, Layer, Loss, Model, Optimizer, Spec, Training
+from harness.spec import MAX_PARAMS, MAX_UNITS, Data, Layer, Loss, Model, Optimizer, Spec, Training
+from harness.spec.datasets import MAX_SAMPLES
+from harness.spec.schema import shown
 
 # (layer sizes, batch): from overhead-bound to matmul-bound, width 64..2048, depth 2..8.
 DEFAULT_SHAPES = ("64-64-10:32", "64-64-64-10:1024", "256-256-256-10:128", "784-256-256-10:128",
@@ -41,6 +51,11 @@ FRAMEWORKS = ("torch", "jax")
 DEFAULT_BACKENDS = (NUMPY, *FRAMEWORKS)
 BENCH_LR = 1e-4               # small: the weights stay put, so no NaN/denormal slow paths
 BENCH_SEED = 0
+# Bounds of --shapes, as a spec's (harness.spec.types: MAX_UNITS per layer, MAX_PARAMS per
+# network; a batch no larger than a data set may be, datasets.MAX_SAMPLES), and a depth: the
+# default grid's deepest net has 8 layers; far deeper ones time per-layer call overhead,
+# which a few dozen layers already show, and JAX's compile time grows with depth.
+MAX_LAYERS = 64
 
 
 @dataclass(frozen=True)
@@ -50,14 +65,33 @@ class Shape:
 
     @classmethod
     def parse(cls, text: str) -> Shape:
+        """SIZES:BATCH, e.g. 784-256-256-10:128, within the bounds of a spec's network."""
         sizes, _, batch = text.partition(":")
         try:
             shape = cls(tuple(int(s) for s in sizes.split("-")), int(batch))
         except ValueError:
             shape = None
         if shape is None or len(shape.sizes) < 2 or min(*shape.sizes, shape.batch) < 1:
-            raise ValueError(f"--shapes: {text!r} is not SIZES:BATCH like 784-256-256-10:128")
+            raise ValueError(f"--shapes: {shown(text)} is not SIZES:BATCH like "
+                             "784-256-256-10:128")
+        shape.check_bounds(text)
         return shape
+
+    def check_bounds(self, text: str) -> None:
+        """ValueError, one line, where the shape exceeds what a spec's network may be."""
+        layers, widest = len(self.sizes) - 1, max(self.sizes)
+        for what, value, limit in (("layers", layers, MAX_LAYERS),
+                                   ("units in a layer", widest, MAX_UNITS),
+                                   ("rows in the batch", self.batch, MAX_SAMPLES),
+                                   ("parameters", self.params, MAX_PARAMS)):
+            if value > limit:
+                raise ValueError(f"--shapes: {shown(text)} has {value} {what} (allowed: at "
+                                 f"most {limit})")
+
+    @property
+    def params(self) -> int:
+        """Weights and biases."""
+        return sum((a + 1) * b for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=False))
 
     @property
     def label(self) -> str:
@@ -67,6 +101,52 @@ class Shape:
     def flops(self) -> float:
         pairs = zip(self.sizes[:-1], self.sizes[1:], strict=False)
         return 6.0 * self.batch * sum(a * b for a, b in pairs)
+
+
+def contestant_bytes(shape: Shape, dtype: str, gemm: bool) -> int:
+    """What one contestant holds for one point of the grid, all of them at once: a library's
+    products their operands and outputs, (h, W, delta) and (z, dW, dh) per layer; a backend
+    its parameters and their gradients, its batch, and the arrays of a step."""
+    s = np.dtype(dtype).itemsize
+    pairs = list(zip(shape.sizes[:-1], shape.sizes[1:], strict=False))
+    if gemm:
+        return 2 * s * sum(shape.batch * (a + b) + a * b for a, b in pairs)
+    units = sum(shape.sizes[1:])
+    return s * (PARAM_COPIES * shape.params + shape.batch * (shape.sizes[0] + shape.sizes[-1])
+                + WORK_ARRAYS * shape.batch * units)
+
+
+def bench_memory(shapes: list[Shape], dtypes: list[str], names: list[str],
+                 in_process: bool) -> int:
+    """Peak bytes of a bench: every contestant builds every point before the rounds start
+    and keeps it; each contestant's process (one in all with `in_process`) has its
+    interpreter and its framework."""
+    owners = gemm_contestants(names)
+    held = sum(contestant_bytes(shape, dtype, gemm)
+               for shape in shapes for dtype in dtypes
+               for gemm in [True] * len(owners) + [False] * len(names))
+    frameworks = [backend_class(owner).framework if owner else "numpy"
+                  for owner in owners.values()] + [backend_class(n).framework for n in names]
+    if in_process:
+        frameworks, processes = list(dict.fromkeys(frameworks)), 1
+    else:
+        processes = len(frameworks)
+    return held + INTERPRETER_BYTES * processes + \
+        sum(FRAMEWORK_BYTES.get(f, OTHER_FRAMEWORK_BYTES) for f in frameworks)
+
+
+def check_memory(shapes: list[Shape], dtypes: list[str], names: list[str], in_process: bool,
+                 available: int | None = None) -> int:
+    """The bench's estimated peak bytes; ValueError (one line) where it does not fit in the
+    memory this machine has available."""
+    need = bench_memory(shapes, dtypes, names, in_process)
+    free = available_memory() if available is None else available
+    if need > USABLE_MEMORY_FRACTION * free:
+        raise ValueError(f"--shapes: the bench would hold an estimated {size(need)} "
+                         f"({len(shapes)} shapes x {len(dtypes)} dtypes, every contestant "
+                         f"keeps every point), more than {USABLE_MEMORY_FRACTION:.0%} of the "
+                         f"{size(free)} this machine has available: fewer or smaller shapes")
+    return need
 
 
 def bench_spec(shape: Shape, dtype: str) -> Spec:
