@@ -120,21 +120,22 @@ def _ran(specs: Sequence[Spec], backends: Sequence[parity.BackendRef],
 
 def check(specs: Sequence[Spec], backends: Sequence[parity.BackendRef], device: str = "cpu",
           max_minutes: float = DEFAULT_MAX_MINUTES, pace: Measure = cached_measure,
-          available: int | None = None) -> Estimate:
+          available: int | None = None, bound: bool = True) -> Estimate:
     """What `harness run` of these sweep points on these backends needs here. SpecError (one
     line: the estimate and the limit) where it cannot fit in memory, which is counted before
     anything is timed, or would take longer than `max_minutes`. A run that a pessimistic
     pace (pace.pessimistic: slower than any CPU here, compiling included) finishes in time is
-    accepted on that upper bound without timing anything; only one near the limit is timed."""
+    accepted on that upper bound without timing anything (unless `bound` is False, or the
+    caller gives its own `pace`); only one near the limit is timed."""
     classes = _ran(specs, backends, device)
     free = available_memory() if available is None else available
     parts = run_memory(specs, classes)
     steps = sum(planned_steps(spec) for spec in specs)
     refuse(Estimate(parts, free, steps, 0.0, 0.0), max_minutes)
-    bound = _seconds(specs, classes, lambda cls, spec, device: pessimistic(spec), device)
+    upper = _seconds(specs, classes, lambda cls, spec, device: pessimistic(spec), device)
     compiling = COMPILE_CEILING_S * sum(len(ran) for ran in classes)
-    if pace is cached_measure and bound[0] + compiling <= 60 * max_minutes:
-        return Estimate(parts, free, steps, bound[0] + compiling, bound[1])
+    if bound and pace is cached_measure and upper[0] + compiling <= 60 * max_minutes:
+        return Estimate(parts, free, steps, upper[0] + compiling, upper[1])
     seconds, fd = _seconds(specs, classes, pace, device)
     found = Estimate(parts, free, steps, seconds, fd)
     refuse(found, max_minutes)
