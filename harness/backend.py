@@ -224,4 +224,10 @@ def trainable_mask(spec: Spec) -> list[tuple[bool, bool]]:
 
 def frozen_flags(spec: Spec) -> list[bool]:
     """[W0, b0, W1, b1, ...]: True for the tensors that are constants (frozen biases)."""
-    return [not t for pair in trainable_mask(spec) for t in pair]
+    return [not t for t in trainable_flags(spec)]
+
+
+def trainable_flags(spec: Spec) -> list[bool]:
+    """[W0, b0, W1, b1, ...]: True for the tensors the optimizer updates (harness.optim's
+    `trainable`)."""
+    return [t for pair in trainable_mask(spec) for t in pair]

@@ -29,7 +29,7 @@ from typing import ClassVar
 import numpy as np
 
 from harness import optim
-from harness.backend import Backend, Trace, trainable_mask
+from harness.backend import Backend, Trace, trainable_flags
 from harness.data import Batch
 from harness.params import Params
 from harness.spec import Layer, Optimizer, Spec
@@ -255,7 +255,7 @@ class NumpyFast(Backend):
     def __init__(self, spec: Spec, device: str = "cpu") -> None:
         super().__init__(spec, device)
         self.layers = spec.model.layers
-        self.trainable = [t for pair in trainable_mask(spec) for t in pair]
+        self.trainable = trainable_flags(spec)
         self.dtype = np.dtype(spec.dtype)
         self._spaces: dict[int, Workspace] = {}
         # plain SGD's weight matrices descend inside their GEMM where NumPy's BLAS is

@@ -30,7 +30,7 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 
 from harness import optim
-from harness.backend import Backend, Trace, trainable_mask
+from harness.backend import Backend, Trace, trainable_flags
 from harness.data import Batch
 from harness.params import Params, flatten
 from harness.spec import Layer, Spec
@@ -133,7 +133,7 @@ class NumpyTextbook(Backend):
     def __init__(self, spec: Spec, device: str = "cpu") -> None:
         super().__init__(spec, device)
         self.layers = spec.model.layers
-        self.trainable = [t for pair in trainable_mask(spec) for t in pair]   # W_1, b_1, ...
+        self.trainable = trainable_flags(spec)   # W_1, b_1, ...
 
     def load(self, params: Params) -> None:
         dtype = np.dtype(self.spec.dtype)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from harness import optim
-from harness.backend import Backend, Capabilities, Operands, Products, Trace, trainable_mask
+from harness.backend import Backend, Capabilities, Operands, Products, Trace, trainable_flags
 from harness.data import Batch
 from harness.params import Params
 from harness.spec import Layer, Spec
@@ -59,7 +59,7 @@ class TorchAutograd(Backend):
         self._dtype = getattr(torch, spec.dtype)
         self._np_dtype = np.dtype(spec.dtype)
         self._cuda = torch.device(device).type == "cuda"
-        self._trainable = [t for pair in trainable_mask(spec) for t in pair]
+        self._trainable = trainable_flags(spec)
         self._flat: list[torch.Tensor] = []
         self._optimizer: torch.optim.Optimizer | None = None
         self._steps = 0                  # steps taken, for the optimizers torch counts none for

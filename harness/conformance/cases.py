@@ -23,7 +23,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from harness import data, optim, params
-from harness.backend import Backend, Trace, trainable_mask
+from harness.backend import Backend, Trace, trainable_flags
 from harness.conformance import candidates
 from harness.parity import tolerances
 from harness.registry import backend_class, missing_framework
@@ -197,7 +197,7 @@ def step_vs_reference(name: str, dtype: str) -> str:
 def optimizer_steps(spec: Spec, p0: params.Params,
                     gradients: list[params.Params]) -> params.Params:
     """Where `harness.optim` (the definition) takes p0, given the gradient of every step."""
-    trainable = [t for pair in trainable_mask(spec) for t in pair]
+    trainable = trainable_flags(spec)
     p = tuple(params.flatten(p0))
     state = optim.init(p, spec.optimizer, trainable)
     for g in gradients:
@@ -484,7 +484,7 @@ def state_roundtrip(name: str, case: str) -> str:
     0 where the roundtrip is exact. Neither instance may share an array with the caller. A
     backend that cannot export or load is a skip, after its export is checked."""
     spec = _pick(name, candidates.state_tables(case))
-    dtype, trainable = np.dtype(spec.dtype), [t for pair in trainable_mask(spec) for t in pair]
+    dtype, trainable = np.dtype(spec.dtype), trainable_flags(spec)
     batches = _batches(spec, STATE_STEPS + 1)
     backend, twin = _fresh(name, spec), _fresh(name, spec)
     start = optim.init(params.flatten(backend.params()), spec.optimizer, trainable)

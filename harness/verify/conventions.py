@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from harness import optim
-from harness.backend import trainable_mask
+from harness.backend import trainable_flags
 from harness.params import Params, flatten
 from harness.spec import OPTIMIZER_KEYS, Optimizer, Spec
 from harness.verify import tolerances as tol
@@ -42,13 +42,9 @@ class Match:
     max_rel_err: float                    # how closely it reproduces the backend's step
 
 
-def _trainable(spec: Spec) -> list[bool]:
-    return [t for pair in trainable_mask(spec) for t in pair]
-
-
 def _step(spec: Spec, opt: Optimizer, lr: float, grads: list[np.ndarray], params: Params,
           state: optim.State) -> list[np.ndarray]:
-    new, _ = optim.update(grads, state, flatten(params), opt, lr, _trainable(spec))
+    new, _ = optim.update(grads, state, flatten(params), opt, lr, trainable_flags(spec))
     return list(new)
 
 
@@ -65,7 +61,7 @@ def _coupled(spec: Spec, params: Params, grads: Params, state: optim.State) -> l
     torch.optim.Adam or SGD does), then the optimizer without decoupled decay."""
     wd = spec.optimizer.weight_decay
     g = [gi + gi.dtype.type(wd) * p if train else gi
-         for gi, p, train in zip(flatten(grads), flatten(params), _trainable(spec),
+         for gi, p, train in zip(flatten(grads), flatten(params), trainable_flags(spec),
                                  strict=True)]
     return _step(spec, replace(spec.optimizer, weight_decay=0.0),
                  spec.training.learning_rate, g, params, state)
@@ -94,7 +90,7 @@ def _centered(spec: Spec, params: Params, grads: Params, state: optim.State) -> 
     canonical state has no slot for m: exact at the first step, where the finder runs)."""
     opt, lr, out = spec.optimizer, spec.training.learning_rate, []
     for p, g, s, train in zip(flatten(params), flatten(grads), state.second,
-                              _trainable(spec), strict=True):
+                              trainable_flags(spec), strict=True):
         if not train:
             out.append(p)
             continue

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness import optim
-from harness.backend import Backend, Trace, trainable_mask
+from harness.backend import Backend, Trace, trainable_flags
 from harness.data import Batch
 from harness.params import Params, flatten
 from harness.spec import Spec
@@ -148,14 +148,14 @@ def decays(spec: Spec) -> tuple[float, ...]:
 def expected_update(spec: Spec, params: Params, grads: Params,
                     state: optim.State) -> tuple[list[np.ndarray], optim.State]:
     """harness.optim's step from `params` and `state` along `grads`: the definition."""
-    trainable = [t for pair in trainable_mask(spec) for t in pair]
+    trainable = trainable_flags(spec)
     new, after = optim.update(flatten(grads), state, flatten(params), spec.optimizer,
                               spec.training.learning_rate, trainable)
     return list(new), after
 
 
 def fresh_state(spec: Spec, params: Params) -> optim.State:
-    trainable = [t for pair in trainable_mask(spec) for t in pair]
+    trainable = trainable_flags(spec)
     return optim.init(flatten(params), spec.optimizer, trainable)
 
 
