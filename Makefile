@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test setup lint clean results
 
+# `.[all]` includes the `cluster` extra: Dask distributed, for sweeps on `--workers N` and
+# `--scheduler` (docs/cluster.md), pinned with the rest in constraints.txt.
 $(STAMP): pyproject.toml constraints.txt plugins/sklearn_backend/pyproject.toml \
 		plugins/tensorflow_backend/pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -51,8 +51,8 @@ class Result:
 def run(spec: str | Path | Mapping[str, Any],
         backends: Sequence[str | type[Backend]] | None = None, dtype: str | None = None,
         out: str | Path | None = None, *, force: bool = False, device: str = "cpu",
-        progress: bool = False,
-        max_minutes: float = preflight.DEFAULT_MAX_MINUTES) -> Result:
+        progress: bool = False, max_minutes: float = preflight.DEFAULT_MAX_MINUTES,
+        workers: int = 1, scheduler: str | None = None) -> Result:
     """Train every backend on every sweep point of `spec` and compare them.
 
     `backends`: registered names or Backend subclasses, the first is the reference (default:
@@ -61,13 +61,22 @@ def run(spec: str | Path | Mapping[str, Any],
     or any folder with `force`). Raises SpecError on bad input (a device no backend can use
     here, a run in which no backend can run, a run that cannot fit this machine's memory or
     whose estimated time exceeds `max_minutes` included), ResultsError when `out` cannot be
-    written, both before anything is trained."""
+    written, both before anything is trained.
+
+    `workers` > 1 runs the sweep's points on a local Dask cluster of that many processes (a
+    script doing so must run it under `if __name__ == "__main__":`), `scheduler`
+    ("tcp://host:port") on that running Dask cluster; ClusterError when it cannot be used,
+    PointsFailed when every point failed (docs/cluster.md)."""
     _check_arguments(spec, backends, device)
     specs, origin = experiment.load(spec, dtype)
     names = experiment.backend_names(backends, specs[0], option="backends")
     folder = None if out is None else Path(out)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1 \
+            or (workers > 1 and scheduler is not None):
+        raise SpecError("workers", f"{workers!r} is not allowed (allowed: an integer >= 1, "
+                        "and 1 with a scheduler)")
     done = experiment.conduct(specs, origin, names, folder, force, device, progress,
-                              max_minutes)
+                              max_minutes, workers, scheduler)
     return Result(results.as_stored(done.summary), done.tables, results.as_stored(done.meta),
                   folder)
 

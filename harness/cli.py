@@ -14,13 +14,15 @@ cycle.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from pathlib import Path
 
-from harness import escape, experiment, preflight, table
+from harness import escape, experiment, preflight, stats, table
 from harness.bench.suite import DEFAULT_BACKENDS
 from harness.bench.timing import Protocol
+from harness.cluster import ClusterError
 from harness.results import ResultsError, interruption
 from harness.spec import SpecError
 from harness.verify import verdict
@@ -67,6 +69,15 @@ def _parser() -> argparse.ArgumentParser:
                         "finite-difference oracle, over every sweep point) exceeds this many "
                         f"minutes (default: {preflight.DEFAULT_MAX_MINUTES:g}); memory is "
                         "always limited to what this machine has available")
+    r.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="run a sweep's points side by side on a local Dask cluster of N "
+                        "worker processes, one thread each (default: one per core for a "
+                        "sweep of several points when Dask is installed; 1: one after "
+                        "another in this process, no cluster); docs/cluster.md")
+    r.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="send the sweep's points to the workers of this running Dask "
+                        "cluster (`dask scheduler`, `dask worker`); the results are written "
+                        "here")
 
     c = sub.add_parser("check", help="check one backend's gradients against finite differences",
                        description="Compare a backend's gradients on the first training batch, "
@@ -161,23 +172,23 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     _positive("--max-minutes", args.max_minutes)
+    workers = _workers(args.workers, args.scheduler)
     specs, origin = experiment.load(args.spec, args.dtype)
     names = experiment.backend_names(args.backends, specs[0])
     out = args.out or experiment.RESULTS_ROOT / specs[0].name
     summary = experiment.conduct(specs, origin, names, out, args.force, args.device,
-                                 progress=not args.quiet,
-                                 max_minutes=args.max_minutes).summary
-    for v in summary["variants"]:
-        title = escape.terminal(f"{summary['experiment']}" +
-                                (f" [{v['variant']}]" if v["variant"] else ""))
-        print(f"\n{title}  ({v['dtype']})")
-        print(table.text(v))
+                                 progress=not args.quiet, max_minutes=args.max_minutes,
+                                 workers=workers, scheduler=args.scheduler).summary
+    _print_points(summary)
     t = summary["time"]
     print(f"\ntime {t['wall']:.1f} s: training steps {t['step']:.1f} s, first steps (JIT "
           f"compile) {t['first_step']:.1f} s, setup and imports {t['setup']:.1f} s, gradient "
           f"checks {t['checks']:.1f} s, evaluation {t['evaluate']:.1f} s, data "
           f"{t['data']:.1f} s, harness overhead {t['overhead']:.2f} s "
           f"({t['overhead_fraction']:.1%})")
+    if "workers" in t:
+        print(f"the points ran on {t['workers']} workers: {t['point_seconds']:.1f} s of point "
+              f"time in {t['wall']:.1f} s, {t['point_seconds'] / t['wall']:.2f}x")
     print(f"{table.VERDICT_TEXT[summary['verdict']]}; results in {out}/")
     return verdict.EXIT_CODES[summary["verdict"]]
 
@@ -190,6 +201,40 @@ def _check(args: argparse.Namespace) -> int:
     experiment.backend_names([args.backend], specs[0], option="--backend")
     preflight.check_oracle(specs, args.backend, args.max_minutes)
     return check_spec(specs, args.backend)
+
+
+def _print_points(summary: dict) -> None:
+    """Each point's table; a sweep over seeds instead shows one line per point and the
+    statistics across seeds (its report has every table)."""
+    seeded = "seeds" in summary
+    for v in summary["variants"]:
+        title = escape.terminal(f"{summary['experiment']}" +
+                                (f" [{v['variant']}]" if v["variant"] else ""))
+        if seeded:
+            print(f"{title}  ({v['dtype']}): {v['verdict']}" +
+                  (f": {escape.terminal(v['error'])}" if "error" in v else ""))
+        else:
+            print(f"\n{title}  ({v['dtype']})")
+            print(table.text(v))
+    if seeded:
+        print("\nAcross seeds\n")
+        print("\n".join(stats.markdown(summary["seeds"], escape.terminal)))
+
+
+def _workers(workers: int | None, scheduler: str | None) -> int:
+    """--workers as given (at least 1, never with --scheduler), else one per core this
+    process may use when Dask is installed, else 1."""
+    if workers is not None and scheduler is not None:
+        raise SpecError("--workers", "cannot be combined with --scheduler: the cluster's "
+                        "workers run the points (allowed: one of them)")
+    if workers is not None:
+        if workers < 1:
+            raise SpecError("--workers", f"{workers} is not allowed (allowed: an integer >= 1)")
+        return workers
+    if scheduler is not None or importlib.util.find_spec("distributed") is None:
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+        else os.cpu_count() or 1
 
 
 def _positive(option: str, value: float) -> None:
@@ -289,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{args.spec}: " if getattr(args, "spec", None) else ""
         print(f"harness: error: {escape.terminal(f'{where}{err}')}", file=sys.stderr)
         return 2
-    except ResultsError as err:
+    except (ResultsError, ClusterError, experiment.PointsFailed) as err:
         print(f"harness: error: {escape.terminal(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:

@@ -40,7 +40,7 @@ import pandas as pd
 
 from harness import escape, parity, provenance
 from harness.bench import threads
-from harness.progress import duration
+from harness.progress import Position, duration, positions
 from harness.spec import Spec
 
 IN_PROCESS = "in-process"
@@ -104,13 +104,18 @@ def one_line(err: BaseException) -> str:
 
 
 def run_point(index: int, spec: Spec, backends: Sequence[parity.BackendRef], device: str,
-              progress: bool = False) -> PointResult:
-    """Run one sweep point with all its backends; an exception becomes the point's error."""
+              progress: bool = False, position: Position | None = None,
+              catch: bool = True) -> PointResult:
+    """Run one sweep point with all its backends (`position`: its place in the sweep's
+    progress bars); an exception becomes the point's error, or with `catch` False (a run of
+    one point: there is no other point to complete) goes up as it is."""
     t0, c0 = time.perf_counter(), time.process_time()
     try:
-        rec = parity.run_variant(spec, backends, device, progress=progress)
+        rec = parity.run_variant(spec, backends, device, progress, position)
         tables, summary, error = rec.frames(), parity.summarize(rec), None
     except Exception as err:  # the point's own failure: reported, the sweep goes on
+        if not catch:
+            raise
         tables, summary, error = {}, None, one_line(err)
     return PointResult(index, spec.variant, tables, summary, error,
                        seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0,
@@ -183,8 +188,8 @@ def run_points(specs: Sequence[Spec], backends: Sequence[parity.BackendRef],
 def _in_process(specs: Sequence[Spec], backends: Sequence[parity.BackendRef], device: str,
                 progress: bool, on_done: OnDone | None) -> list[PointResult]:
     out = []
-    for i, spec in enumerate(specs):
-        out.append(run_point(i, spec, backends, device, progress))
+    for i, (spec, at) in enumerate(zip(specs, positions(specs), strict=True)):
+        out.append(run_point(i, spec, backends, device, progress, at, catch=len(specs) > 1))
         if on_done is not None:
             on_done(out[-1])
     return out

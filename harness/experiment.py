@@ -12,9 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from harness import params, parity, preflight, provenance, results
+from harness import cluster, params, parity, preflight, provenance, results, stats
 from harness.backend import Backend
-from harness.progress import positions
 from harness.registry import registry
 from harness.spec import Spec, read_spec, sweep
 from harness.spec.schema import SpecError
@@ -79,34 +78,52 @@ def load(source: Source, dtype: str | None) -> tuple[list[Spec], provenance.Orig
 def conduct(specs: list[Spec], origin: provenance.Origin, backends: Sequence[parity.BackendRef],
             out: Path | None = None, force: bool = False, device: str = "cpu",
             progress: bool = True,
-            max_minutes: float = preflight.DEFAULT_MAX_MINUTES) -> Outcome:
+            max_minutes: float = preflight.DEFAULT_MAX_MINUTES, workers: int = 1,
+            scheduler: str | None = None) -> Outcome:
     """Run every variant on every backend; with `out`, refuse an unwritable target before
     any work and write the results folder atomically after it. Refuse, before any training,
     a run in which no backend could run a variant, a device a backend cannot use, and a run
-    that cannot fit this machine's memory or the time limit (harness.preflight). The one
-    path of `harness run` and of `harness.run`."""
+    that cannot fit this machine's memory or the time limit (harness.preflight). The points
+    run in this process (`workers` 1), on a local Dask cluster of `workers` processes, or on
+    the cluster at `scheduler` (harness.cluster); only this process writes. A sweep in which
+    every point failed writes nothing (PointsFailed). The one path of `harness run` and of
+    `harness.run`."""
     if out is not None:
         results.guard_target(out, force, spec=_spec_file(origin))
     usable_here(specs, backends, device)
-    preflight.check(specs, backends, device, max_minutes)
-    at = positions(specs)
+    here = 1 if scheduler is not None else max(1, min(workers, len(specs)))
+    preflight.check(specs, backends, device, max_minutes, parallel=here)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.perf_counter()
+    points = cluster.run_points(specs, backends, device, workers, scheduler, progress)
+    failed = [p for p in points if p.failed]
+    if len(failed) == len(points):
+        raise PointsFailed(f"every sweep point failed, nothing was written ({len(points)} "
+                           f"point{'s' * (len(points) > 1)}; the first: {failed[0].error})")
     frames: dict[str, list[pd.DataFrame]] = {}
     variants = []
-    for spec, position in zip(specs, at, strict=True):
-        rec = parity.run_variant(spec, backends, device, progress, position)
-        for name, df in rec.frames().items():
+    for spec, point in zip(specs, points, strict=True):
+        tables, point_summary = cluster.outcome(spec, point)
+        for name, df in tables.items():
             frames.setdefault(name, []).append(df.assign(variant=spec.variant, dtype=spec.dtype))
-        variants.append(parity.summarize(rec))
+        variants.append(point_summary)
     merged = {name: _ordered(pd.concat(dfs, ignore_index=True)) for name, dfs in frames.items()}
+    wall = time.perf_counter() - t0
     summary = {"experiment": specs[0].name, "verdict": overall([v["verdict"] for v in variants]),
                "device": device, "variants": variants,
-               "time": time_breakdown(merged["timings"], time.perf_counter() - t0)}
-    meta = provenance.collect(origin, specs[0].seed, started, time.perf_counter() - t0)
+               "time": time_breakdown(merged["timings"], wall, points)}
+    seeds = stats.block(variants, merged["steps"])
+    if seeds is not None:
+        summary["seeds"] = seeds
+    meta = provenance.collect(origin, specs[0].seed, started, wall)
     if out is not None:
         results.write(out, merged, summary, meta, force, spec=_spec_file(origin))
     return Outcome(merged, summary, meta)
+
+
+class PointsFailed(Exception):
+    """Every sweep point failed (each point's error is its first line): one line for the
+    command line, and no results folder written."""
 
 
 def usable_here(specs: list[Spec], backends: Sequence[parity.BackendRef], device: str) -> None:
@@ -152,13 +169,21 @@ def overall(verdicts: list[str]) -> str:
 PHASES = ("step", "first_step", "setup", "checks", "evaluate", "data")
 
 
-def time_breakdown(timings: pd.DataFrame, wall: float) -> dict[str, float]:
+def time_breakdown(timings: pd.DataFrame, wall: float,
+                   points: Sequence[cluster.PointResult] = ()) -> dict[str, float | int]:
     """Seconds per phase over all backends and variants; `overhead` is whatever no phase
-    accounts for: the harness's own bookkeeping between the timed calls."""
+    accounts for: the harness's own bookkeeping between the timed calls. With points run
+    side by side (workers), the phases add up to more than the wall time: the overhead is
+    then taken from the points' own seconds (`point_seconds`, over `workers` processes)."""
     spent = {phase: float(timings.seconds[timings.phase == phase].sum()) for phase in PHASES}
-    overhead = wall - sum(spent.values())
-    return {"wall": wall, **spent, "overhead": overhead,
-            "overhead_fraction": overhead / wall if wall > 0 else 0.0}
+    workers = len({(p.worker, p.pid) for p in points}) or 1
+    busy = sum(p.seconds for p in points) if workers > 1 else wall
+    overhead = busy - sum(spent.values())
+    out = {"wall": wall, **spent, "overhead": overhead,
+           "overhead_fraction": overhead / busy if busy > 0 else 0.0}
+    if workers > 1:
+        out.update(workers=workers, point_seconds=busy)
+    return out
 
 
 def _ordered(df: pd.DataFrame) -> pd.DataFrame:

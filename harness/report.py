@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import escape, results, table
+from harness import escape, results, stats, table
 from harness.plots import folder as plots
 from harness.plots import style as plot_style
 from harness.plots import summary as plot_summary
@@ -51,6 +51,13 @@ CAPTIONS = {  # figure kind -> (title, what it shows)
                   "tolerance, phase by phase in the order the diagnosis reads them (data, "
                   "forward input layer first, loss, backward output layer first, update, "
                   "evaluate). The outlined bar is the first that differs."),
+    "seed_errors": ("Errors over the seeds", "Each check's worst error per seed: a box over "
+                    "the seeds, every seed a dot (x where it fails), the tolerance as a red "
+                    "dash and the worst seed named. Log scale; an error of exactly 0 is drawn "
+                    "at the bottom."),
+    "seed_drift": ("Loss drift over the seeds", "Each backend's running-worst loss drift "
+                   "from the reference at every step: the median over the seeds as a line, "
+                   "the 5-95 % band shaded, against the dtype's machine epsilon."),
     plots.OVERVIEW: ("Sweep overview", "Every sweep point's training loss (reference backend) "
                      "and the worst loss drift of any backend against it."),
 }
@@ -246,10 +253,16 @@ def render(frames: dict[str, pd.DataFrame], summary: dict, meta: dict,
            "same batches. Gradients, loss values and evaluations are compared at the same "
            "parameters and decide the verdict; loss curves and final parameters measure drift. "
            "Errors are relative to each tensor's scale.", ""]
-    for i, v in enumerate(points):
-        # In a sweep the figures are explained once, under the first point.
-        out += variant_section(v, [p for p in found if p.variant == v.label], sweep, i == 0)
-    overview = [p for p in found if p.variant is None]
+    if "seeds" in summary:
+        out += seeds_section(summary["seeds"], [p for p in found
+                                                if p.kind in plots.SEED_FIGURES])
+    explained = False
+    for v in points:
+        # In a sweep the figures are explained once, under the first point that has them.
+        mine = [p for p in found if p.variant == v.label]
+        out += variant_section(v, mine, sweep, not explained)
+        explained = explained or bool(mine)
+    overview = [p for p in found if p.variant is None and p.kind not in plots.SEED_FIGURES]
     if overview:
         out += ["## Sweep overview", "", *_figures(overview)]
     out += ["## Provenance", "", provenance(meta, summary), "", "### Spec", "",
@@ -258,6 +271,17 @@ def render(frames: dict[str, pd.DataFrame], summary: dict, meta: dict,
                if meta.get("overrides") else ":"), "",
             _fenced(meta.get("spec_text", ""), "toml"), ""]
     return "\n".join(out)
+
+
+def seeds_section(block: dict, found: list[Plot]) -> list[str]:
+    """Across seeds: per group, the share of seeds with each verdict and each check's
+    distribution over the seeds (`harness.stats`), then its figures. The points that agree
+    have no figures of their own in a seed sweep."""
+    q = round(block["quantile"] * 100)
+    return ["## Across seeds", "", "Each check's worst error on each seed, summarised over "
+            f"the seeds: median, {q}th percentile, the worst and its seed, and the share of "
+            "seeds on which the check agrees. Only the points that do not agree have figures "
+            "of their own below.", "", *stats.markdown(block), *_figures(found)]
 
 
 def write_report(folder: Path | str) -> Path:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -190,13 +190,14 @@ def _marks(bands: pd.DataFrame) -> list[list[float]]:
     return [[int(r.step), int(r.seeds), r.q05, r.q50, r.q95] for r in picked.itertuples()]
 
 
-def markdown(stats: dict) -> list[str]:
+def markdown(stats: dict, cell: Callable[[str], str] = escape.markdown) -> list[str]:
     """The report's section: per group, the verdict fractions and one table row per check and
-    backend pair (labels and names escaped: they come from files)."""
+    backend pair (labels and names through `cell`: they come from files; the console passes
+    `escape.terminal`)."""
     q = round(stats["quantile"] * 100)
     lines = []
     for g in stats["groups"]:
-        name = escape.markdown(g["group"]) if g["group"] else "all seeds"
+        name = cell(g["group"]) if g["group"] else "all seeds"
         shares = ", ".join(f"{k.replace('_', ' ')} {v:.0%}" for k, v in g["verdicts"].items()
                            if v)
         lines += [f"### {name}: {g['seeds']} seeds", "", f"Verdicts: {shares}.", "",
@@ -204,8 +205,8 @@ def markdown(stats: dict) -> list[str]:
                   "agree | tolerance |", "|---|---|---|---|---|---|---|---|---|"]
         for c in g["checks"]:
             seed = "" if pd.isna(c["worst_seed"]) else f" ({c['worst_seed']})"
-            lines.append(f"| {escape.markdown(c['check'])} | {escape.markdown(c['backend'])} | "
-                         f"{escape.markdown(c['compared_to'])} | {c['seeds']} | "
+            lines.append(f"| {cell(c['check'])} | {cell(c['backend'])} | "
+                         f"{cell(c['compared_to'])} | {c['seeds']} | "
                          f"{c['median']:.2e} | {c['p95']:.2e} | {c['worst']:.2e}{seed} | "
                          f"{c['agree']:.0%} | {c['tolerance']:.2g} |")
         lines.append("")

@@ -7,10 +7,14 @@ Files: a single run gets `loss_curves.png`, `loss_drift.png`, `gradient_errors.p
 `grad_norms.png` and `timings.png`, and `diagnosis.png` when backends disagree. A sweep
 gets the same figures once per sweep point, named
 `<figure>__<variant>.png` (the label made safe for file names), plus `sweep_overview.png`
-comparing the points. A figure whose data the run did not produce (loss drift with a single
-backend, say) is left out. Every PNG is written atomically: drawn to a hidden temporary file
-beside it, then renamed over the old one, so no reader sees half an image; the folder's
-manifest names every PNG before it is written, so the next run knows it for the harness's.
+comparing the points. A sweep over seeds draws a point's own figures only where it does not
+agree (the points that agree are summarised, not repeated), and per group of seeds
+`seed_errors[__<group>].png` (each check's error over the seeds) and
+`seed_drift[__<group>].png` (the loss drift's quantile bands). A figure whose data the run did
+not produce (loss drift with a single backend, say) is left out. Every PNG is written
+atomically: drawn to a hidden temporary file beside it, then renamed over the old one, so no
+reader sees half an image; the folder's manifest names every PNG before it is written, so the
+next run knows it for the harness's.
 
 Text from the tables (labels, backend names) is drawn as text: `$` never starts mathtext, a
 control character is written out (`\\x1b`). A
@@ -31,8 +35,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
-from harness import results
+from harness import results, stats
 from harness.plots import diagnosis as plot_diagnosis
+from harness.plots import seeds as plot_seeds
 from harness.plots import style as plot_style
 from harness.plots import summary as plot_summary
 from harness.plots import training as plot_training
@@ -42,6 +47,7 @@ SEPARATOR = "__"                      # between figure name and variant in a fil
 UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_SLUG = 60
 OVERVIEW = "sweep_overview"
+SEED_FIGURES = ("seed_errors", "seed_drift")
 # What drawing tables of unexpected content raises (a tampered folder's, say).
 DRAWING_ERRORS = (ArithmeticError, AttributeError, IndexError, KeyError, TypeError, ValueError)
 LITERAL_TEXT = {"text.parse_math": False}     # labels from files are text, never mathtext
@@ -140,8 +146,11 @@ def figures(v: Variant) -> dict[str, Callable[[], Figure]]:
 def plan(frames: dict[str, pd.DataFrame], summary: dict) -> list[Plot]:
     """Every PNG of the folder, in the order the report shows them."""
     points = variants(frames, summary)
+    seeded = "seeds" in summary
     out = []
     for v, slug in zip(points, slugs([v.label for v in points]), strict=True):
+        if seeded and v.summary.get("verdict") == "agree":
+            continue
         suffix = f"{SEPARATOR}{slug}" if slug else ""
         out += [Plot(f"{kind}{suffix}.png", kind, v.label, draw)
                 for kind, draw in figures(v).items()]
@@ -151,6 +160,30 @@ def plan(frames: dict[str, pd.DataFrame], summary: dict) -> list[Plot]:
         out.append(Plot(f"{OVERVIEW}.png", OVERVIEW, None,
                         partial(plot_summary.sweep_overview, frames["steps"], ran,
                                 summary["experiment"])))
+    return out + (seed_plan(frames, summary) if seeded else [])
+
+
+def seed_plan(frames: dict[str, pd.DataFrame], summary: dict) -> list[Plot]:
+    """The two figures of each group of a seed sweep (`harness.stats`), drawn from the same
+    summaries and steps table as its statistics."""
+    points = summary["variants"]
+    errors = stats.check_errors(points)
+    checks = stats.check_stats(errors)
+    bands = stats.drift_bands(stats.seed_drift(frames["steps"], points))
+    groups = [g["group"] for g in summary["seeds"]["groups"]]
+    out = []
+    for group, slug in zip(groups, slugs(groups), strict=True):
+        suffix = f"{SEPARATOR}{slug}" if slug else ""
+        mine = [p for g, _, p in stats.seeded(points) if g == group]
+        ran = next((p for p in mine if p.get("backends")), mine[0])
+        title = summary["experiment"] + (f" [{group}]" if group else "")
+        dtype = ran["dtype"]
+        out += [Plot(f"seed_errors{suffix}.png", "seed_errors", None,
+                     partial(plot_seeds.check_spread, errors[errors.group == group],
+                             checks[checks.group == group], dtype, title)),
+                Plot(f"seed_drift{suffix}.png", "seed_drift", None,
+                     partial(plot_seeds.drift_bands, bands[bands.group == group],
+                             list(ran.get("backends", [])), dtype, title))]
     return out
 
 
@@ -164,6 +197,7 @@ def draw(folder: Path, plot: Plot) -> Path:
     try:
         with mpl.rc_context(LITERAL_TEXT):
             figure = plot.draw()
+            plot_style.plain_log_ticks(figure)
             for text in figure.findobj(Text):
                 text.set_text(plot_style.literal(text.get_text()))
             save(figure, folder / plot.file)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from harness import escape
 from harness.verify import verdict
@@ -55,6 +56,18 @@ def literal(text: str) -> str:
     """Text from a file as a figure shows it: control characters written out (`\\x1b`),
     line breaks kept (the figures' own labels use them)."""
     return "\n".join(escape.terminal(line) for line in str(text).split("\n"))
+
+
+def plain_log_ticks(fig: Figure) -> None:
+    """Log axes' tick labels as plain text (1e-06): matplotlib writes them as mathtext
+    (`$\\mathdefault{10^{-6}}$`), which the folder's figures, drawn with mathtext off so
+    that labels from files stay literal, would show as its source."""
+    plain = FuncFormatter(lambda v, _: f"{v:.0e}" if v > 0 else "0")
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() == "log":
+                axis.set_major_formatter(plain)
+                axis.set_minor_formatter(NullFormatter())
 
 
 def backend_label(name: str, i: int) -> str:

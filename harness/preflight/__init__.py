@@ -112,6 +112,16 @@ def refuse(found: Estimate, max_minutes: float) -> None:
                         "or steps, the data, the layers, the sweep)")
 
 
+def at_once(parts: tuple[Part, ...], parallel: int) -> tuple[Part, ...]:
+    """The memory of `parallel` worker processes that each hold the largest point: every
+    part but the merged tables (held by this process alone) counted `parallel` times."""
+    if parallel == 1:
+        return parts
+    return tuple(p if p.key == "sweep" else
+                 Part(f"{p.what}, in each of {parallel} workers", p.key, p.bytes * parallel)
+                 for p in parts)
+
+
 def _ran(specs: Sequence[Spec], backends: Sequence[parity.BackendRef],
          device: str) -> list[list[type[Backend]]]:
     """Per sweep point, the classes of the backends that will run it here."""
@@ -120,24 +130,28 @@ def _ran(specs: Sequence[Spec], backends: Sequence[parity.BackendRef],
 
 def check(specs: Sequence[Spec], backends: Sequence[parity.BackendRef], device: str = "cpu",
           max_minutes: float = DEFAULT_MAX_MINUTES, pace: Measure = cached_measure,
-          available: int | None = None, bound: bool = True) -> Estimate:
+          available: int | None = None, bound: bool = True, parallel: int = 1) -> Estimate:
     """What `harness run` of these sweep points on these backends needs here. SpecError (one
     line: the estimate and the limit) where it cannot fit in memory, which is counted before
     anything is timed, or would take longer than `max_minutes`. A run that a pessimistic
     pace (pace.pessimistic: slower than any CPU here, compiling included) finishes in time is
     accepted on that upper bound without timing anything (unless `bound` is False, or the
-    caller gives its own `pace`); only one near the limit is timed."""
+    caller gives its own `pace`); only one near the limit is timed. `parallel` sweep points
+    run at once on this machine (a local cluster's workers): each holds its own point, and the
+    sweep takes its total time over `parallel` (each worker keeps its frameworks' compiled
+    code, so compiling is counted once per worker at most as often as in one process)."""
     classes = _ran(specs, backends, device)
     free = available_memory() if available is None else available
-    parts = run_memory(specs, classes)
+    parts = at_once(run_memory(specs, classes), parallel)
     steps = sum(planned_steps(spec) for spec in specs)
     refuse(Estimate(parts, free, steps, 0.0, 0.0), max_minutes)
     upper = _seconds(specs, classes, lambda cls, spec, device: pessimistic(spec), device)
     compiling = COMPILE_CEILING_S * sum(len(ran) for ran in classes)
-    if bound and pace is cached_measure and upper[0] + compiling <= 60 * max_minutes:
-        return Estimate(parts, free, steps, upper[0] + compiling, upper[1])
+    if bound and pace is cached_measure and \
+            (upper[0] + compiling) / parallel <= 60 * max_minutes:
+        return Estimate(parts, free, steps, (upper[0] + compiling) / parallel, upper[1])
     seconds, fd = _seconds(specs, classes, pace, device)
-    found = Estimate(parts, free, steps, seconds, fd)
+    found = Estimate(parts, free, steps, seconds / parallel, fd / parallel)
     refuse(found, max_minutes)
     return found
 

@@ -137,9 +137,19 @@ VARIANT = Obj({"dtype": OneOf(DTYPES)},
                "odd_one_out": Maybe(STR), "checks": ListOf(CHECK), "drift": MapOf(PROFILE),
                "shadow_drift": PROFILE,
                "divergence": Maybe(Obj({"kind": OneOf(("all", "some")), "at": MapOf(INT)})),
-               "diagnosis": MapOf(DIAGNOSIS)})
+               "diagnosis": MapOf(DIAGNOSIS), "error": STR})
+SEED_CHECK = Obj({"check": STR, "backend": STR, "compared_to": STR, "seeds": INT,
+                  "median": Maybe(NUM), "p95": Maybe(NUM), "worst": Maybe(NUM),
+                  "worst_seed": Maybe(INT), "agree": NUM, "fail": NUM,
+                  "tolerance": Maybe(NUM)})
+SEED_GROUP = Obj({"group": STR, "seeds": INT, "verdicts": MapOf(NUM),
+                  "checks": ListOf(SEED_CHECK)},
+                 {"drift_bands": MapOf(ListOf(ListOf(Maybe(NUM), "a [step, seeds, q05, q50, "
+                                                                 "q95] row")))})
+SEEDS = Obj({"quantile": NUM, "groups": ListOf(SEED_GROUP)}, {"bands": ListOf(NUM)})
 SUMMARY = Obj({"experiment": STR, "variants": ListOf(VARIANT)},
-              {"verdict": OneOf(VERDICTS), "device": STR, "time": MapOf(Maybe(NUM))})
+              {"verdict": OneOf(VERDICTS), "device": STR, "time": MapOf(Maybe(NUM)),
+               "seeds": SEEDS})
 
 ORIGIN = Obj({}, {"error": STR, "framework": Maybe(STR), "framework_version": Maybe(STR),
                   "framework_distribution": Maybe(STR), "plugin_distribution": Maybe(STR),

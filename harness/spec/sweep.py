@@ -13,6 +13,16 @@ or several fields set together, one list of values per point:
     values = [[0.0, 0.0], [0.001, 0.0], [0.0, 0.2]]
 
 Paths are dotted keys with list indices or slices (`model.layers[:-1]` = every hidden layer).
+
+A sweep over seeds repeats the run (or every point of a field sweep: a grid, values outer,
+seeds inner) under several seeds:
+
+    seeds = 64              # seeds seed, seed + 1, ..., seed + 63 (`seed` is the spec's)
+    seeds = [0, 7, 42]      # or these seeds
+
+Each seed point is labelled `seed=<k>` (`lr=0.1,seed=<k>` in a grid) and is the spec run with
+`seed = k`: every random number derives from k alone, so point `seed=k` is the same run
+whichever sweep it is part of (`harness.stats` reads the label).
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ from harness.spec import init_file
 from harness.spec.parse import from_dict, planned_steps
 from harness.spec.reading import Document, check_tree, read_spec
 from harness.spec.schema import SpecError, Table, listof, shown
-from harness.spec.types import MAX_SWEEP_POINTS, MAX_SWEEP_STEPS, Spec
+from harness.spec.types import MAX_SEED, MAX_SWEEP_POINTS, MAX_SWEEP_STEPS, Spec
 
 # A key, then any number of [i] indices or [lo:hi] slices (each end optional, may be negative;
 # at most 9 digits: no list of a spec is longer, and Python refuses to convert 4300).
@@ -38,6 +48,7 @@ _PART = re.compile(rf"^([A-Za-z_][A-Za-z0-9_]*)((?:\[(?:{_END}|(?:{_END})?:(?:{_
 _INDEX = re.compile(r"\[(-?\d*)(:?)(-?\d*)\]")
 # Fields read from the first sweep point only (the results folder, the backend list).
 UNSWEPT = ("name", "backends")
+SEED_KEY = "seed"
 
 
 def _targets(node: Any, parts: list[str], path: str, where: str) -> list[tuple[dict, str]]:
@@ -86,6 +97,33 @@ def _variants(raw: dict[str, Any]) -> Iterator[tuple[int, str, dict[str, Any]]]:
         yield 0, "", raw
         return
     t = Table(raw["sweep"], "sweep")
+    seeds = _seeds(t, raw.get(SEED_KEY, 0))
+    fields, names, points = _grid(t, seeds is not None)
+    t.finish(("field", "fields", "values", "labels", "seeds"))
+    if len(points) * len(seeds or [0]) > MAX_SWEEP_POINTS:
+        raise SpecError("sweep.seeds" if seeds else "sweep.values",
+                        f"has {len(points) * len(seeds or [0])} points (allowed: at most "
+                        f"{MAX_SWEEP_POINTS}; each point is a whole run)")
+    if seeds and any(f.split(".")[0] == SEED_KEY for f in fields):
+        raise SpecError("sweep.seeds", "cannot be combined with a sweep of the seed field "
+                        "(allowed: one of them)")
+    i = 0
+    for label, point in zip(names, points, strict=True):
+        variant = _with_point(raw, fields, point)
+        for seed in seeds or [None]:
+            if seed is None:
+                yield i, label, variant
+            else:
+                yield i, ",".join((*([label] if label else []), f"seed={seed}")), \
+                    {**variant, SEED_KEY: seed}
+            i += 1
+
+
+def _grid(t: Table, seeded: bool) -> tuple[list[str], list[str], list[list[Any]]]:
+    """The swept fields, the points' labels and the points (one value per field). With seeds
+    and no field: one point that changes nothing."""
+    if seeded and not any(t.has(k) for k in ("field", "fields", "values", "labels")):
+        return [], [""], [[]]
     fields = _fields(t)
     values = listof(t, "values")
     if not values:
@@ -94,7 +132,6 @@ def _variants(raw: dict[str, Any]) -> Iterator[tuple[int, str, dict[str, Any]]]:
         raise SpecError("sweep.values", f"has {len(values)} points (allowed: at most "
                         f"{MAX_SWEEP_POINTS}; each point is a whole run)")
     labels = _labels(t, len(values))
-    t.finish(("field", "fields", "values", "labels"))
     points = [_point(t, i, value, len(fields)) for i, value in enumerate(values)]
     names = labels or [",".join(f"{f.rsplit('.', 1)[-1]}={v}"
                                 for f, v in zip(fields, point, strict=True)) for point in points]
@@ -104,8 +141,34 @@ def _variants(raw: dict[str, Any]) -> Iterator[tuple[int, str, dict[str, Any]]]:
             raise SpecError(f"sweep.values[{i}]", f"repeats sweep point {shown(label)} of "
                             f"sweep.values[{first[label]}] (allowed: distinct values)")
         first[label] = i
-    for i, (label, point) in enumerate(zip(names, points, strict=True)):
-        yield i, label, _with_point(raw, fields, point)
+    return fields, names, points
+
+
+def _seeds(t: Table, base: Any) -> list[int] | None:
+    """`seeds = N` (the spec's seed and the N - 1 after it) or `seeds = [k, ...]` (distinct
+    seeds); None without `seeds`. A bad `base` is left for the spec's own check of `seed`."""
+    value = t.get("seeds")
+    if value is None:
+        return None
+    allowed = (f"allowed: a count 1..{MAX_SWEEP_POINTS}, or a list of distinct integers "
+               f"0..{MAX_SEED}")
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 1 <= value <= MAX_SWEEP_POINTS:
+            raise SpecError("sweep.seeds", f"{shown(value)} is out of range ({allowed})")
+        start = base if isinstance(base, int) and not isinstance(base, bool) else 0
+        if start + value - 1 > MAX_SEED:
+            raise SpecError("sweep.seeds", f"seed {start} + {value} seeds passes {MAX_SEED} "
+                            f"({allowed})")
+        return list(range(start, start + value))
+    if not isinstance(value, list) or not value:
+        raise SpecError("sweep.seeds", f"expected a count or a list, got {shown(value)} "
+                        f"({allowed})")
+    for i, seed in enumerate(value):
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise SpecError(f"sweep.seeds[{i}]", f"{shown(seed)} is not a seed ({allowed})")
+        if seed in value[:i]:
+            raise SpecError(f"sweep.seeds[{i}]", f"seed {seed} is listed twice ({allowed})")
+    return value
 
 
 def _point(t: Table, i: int, value: Any, n_fields: int) -> list[Any]:
@@ -191,7 +254,7 @@ def _expand(raw: dict[str, Any], base: Path) -> list[Spec]:
             if not label:
                 raise
             raise SpecError(err.path, f"{err.message} (in sweep point {shown(label)}, "
-                            f"sweep.values[{i}])") from None
+                            f"point {i} of the sweep)") from None
         data = specs[0].data if specs and specs[0].data == spec.data else spec.data
         specs.append(dataclasses.replace(spec, variant=label, data=data))
     total = sum(planned_steps(spec) for spec in specs)
