@@ -142,6 +142,59 @@ def test_dask_command_line_cluster_gives_the_same_tables(dask_cluster, in_proces
     assert table_bytes(points) == in_process
 
 
+SEED_SWEEP_TOML = f"""
+name = "cluster_seeds"
+backends = ["numpy", "numpy_fast"]
+[data]
+name = "spirals"
+n_samples = 60
+[[model.layers]]
+size = 5
+activation = "tanh"
+[[model.layers]]
+size = 3
+activation = "softmax"
+[loss]
+name = "cross_entropy"
+[training]
+learning_rate = 0.1
+batch_size = 16
+epochs = {SHORT}
+[sweep]
+seeds = 3
+"""
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    """A results folder's tables as written, timings left out, and its summary without the
+    wall-clock times."""
+    summary = json.loads((folder / "summary.json").read_text())
+    summary.pop("time")
+    return {**{p.name: p.read_bytes() for p in sorted(folder.glob("*.csv"))
+               if p.stem not in TIMING_TABLES},
+            "summary": json.dumps(summary, sort_keys=True).encode()}
+
+
+def test_harness_run_gives_the_same_folder_in_process_on_workers_and_through_scheduler(
+        dask_cluster, tmp_path, capsys):
+    """The command line's three executors write byte-identical tables and statistics."""
+    from harness import cli
+
+    spec = tmp_path / "seeds.toml"
+    spec.write_text(SEED_SWEEP_TOML)
+    runs = {"in_process": ["--workers", "1"], "local": ["--workers", str(WORKERS)],
+            "remote": ["--scheduler", dask_cluster.address]}
+    for name, how in runs.items():
+        assert cli.main(["run", str(spec), "--quiet", "--out", str(tmp_path / name), *how]) == 0
+    out = capsys.readouterr().out
+    assert out.count(f"the points ran on {WORKERS} workers") == 2     # local and remote
+    found = {name: folder_bytes(tmp_path / name) for name in runs}
+    assert found["local"] == found["in_process"] == found["remote"]
+    summary = json.loads(found["remote"]["summary"])
+    assert [v["variant"] for v in summary["variants"]] == ["seed=0", "seed=1", "seed=2"]
+    assert summary["seeds"]["groups"][0]["seeds"] == 3
+
+
 def test_jax_on_a_worker_is_float64_as_in_process(dask_cluster):
     specs = specs_of(JAX_RUN)
     here = cluster.run_points(specs, JAX_RUN["backends"], progress=False)
