@@ -8,7 +8,7 @@ Files: a single run gets `loss_curves.png`, `loss_drift.png`, `gradient_errors.p
 gets the same figures once per sweep point, named
 `<figure>__<variant>.png` (the label made safe for file names), plus `sweep_overview.png`
 comparing the points. A sweep over seeds draws a point's own figures only where it does not
-agree (the points that agree are summarised, not repeated), and per group of seeds
+agree (the points that agree are summarised, not repeated), no overview, and per group of seeds
 `seed_errors[__<group>].png` (each check's error over the seeds) and
 `seed_drift[__<group>].png` (the loss drift's quantile bands). A figure whose data the run did
 not produce (loss drift with a single backend, say) is left out. Every PNG is written
@@ -156,7 +156,7 @@ def plan(frames: dict[str, pd.DataFrame], summary: dict) -> list[Plot]:
                 for kind, draw in figures(v).items()]
     ran = [plot_summary.Point(v.label, v.summary["dtype"], v.backends, v.tolerance("loss_curve"))
            for v in points if v.backends]
-    if len(points) > 1 and ran:
+    if len(points) > 1 and ran and not seeded:       # seeds: their bands replace it
         out.append(Plot(f"{OVERVIEW}.png", OVERVIEW, None,
                         partial(plot_summary.sweep_overview, frames["steps"], ran,
                                 summary["experiment"])))
