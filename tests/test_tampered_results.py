@@ -107,6 +107,9 @@ class Case:
 
 
 LABELS = ("NA", "null", "nan", "None", "")
+SEED_CHECK = {"check": "gradients", "backend": "torch", "compared_to": "numpy", "seeds": 2,
+              "median": 1e-16, "p95": 1e-16, "worst": 1e-16, "worst_seed": 1, "agree": 1.0,
+              "fail": 0.0, "tolerance": 1e-10}
 CASES = {
     # summary.json
     "summary_not_json": Case(write_text("summary.json", "{bad"), "is not valid JSON"),
@@ -131,6 +134,12 @@ CASES = {
     "diagnosis_without_step": Case(edit_json("summary.json", first_variant(
         lambda v: v.__setitem__("diagnosis", {"numpy": {"why": "x", "phase": "forward"}}))),
         "names a phase but no step or tensor"),
+    "seeds_groups_a_string": Case(edit_json("summary.json", lambda s: {
+        **s, "seeds": {"quantile": 0.95, "groups": "all"}}), "seeds.groups: expected a list"),
+    "seed_median_text": Case(edit_json("summary.json", lambda s: {**s, "seeds": {
+        "quantile": 0.95, "groups": [{"group": "", "seeds": 2, "verdicts": {"agree": 1.0},
+                                      "checks": [{**SEED_CHECK, "median": "big"}]}]}}),
+        "seeds.groups[0].checks[0].median: expected a finite number, got str"),
     "summary_nested_too_deeply": Case(write_text("summary.json", "[" * 100_000),
                                       "nested too deeply"),
     "summary_not_utf8": Case(write_text("summary.json", b"\xff\xfe{}"), "is not UTF-8 text"),
