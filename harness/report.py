@@ -256,6 +256,9 @@ def render(frames: dict[str, pd.DataFrame], summary: dict, meta: dict,
     if "seeds" in summary:
         out += seeds_section(summary["seeds"], [p for p in found
                                                 if p.kind in plots.SEED_FIGURES])
+        agreeing = [v for v in points if v.summary.get("verdict") == "agree"]
+        out += agreeing_points(agreeing)
+        points = [v for v in points if v not in agreeing]
     explained = False
     for v in points:
         # In a sweep the figures are explained once, under the first point that has them.
@@ -282,6 +285,15 @@ def seeds_section(block: dict, found: list[Plot]) -> list[str]:
             f"the seeds: median, {q}th percentile, the worst and its seed, and the share of "
             "seeds on which the check agrees. Only the points that do not agree have figures "
             "of their own below.", "", *stats.markdown(block), *_figures(found)]
+
+
+def agreeing_points(points: list[Variant]) -> list[str]:
+    """A seed sweep's points that agree, one line each (their numbers are in the statistics
+    above and in the folder's tables): the report stays readable at a thousand seeds."""
+    if not points:
+        return []
+    return ["## Points that agree", "", f"{len(points)} points: "
+            + ", ".join(escape.code(v.label) for v in points) + ".", ""]
 
 
 def write_report(folder: Path | str) -> Path:

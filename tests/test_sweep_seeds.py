@@ -115,6 +115,9 @@ def test_the_report_and_figures_summarise_the_seeds(seed_folder):
     report = (out / "report.md").read_text()
     assert "## Across seeds" in report and "Verdicts: agree 67%, failed 33%." in report
     assert "![Errors over the seeds](seed_errors.png)" in report
+    assert "## Points that agree\n\n2 points: `seed=5`, `seed=7`." in report
+    assert "## Sweep point `seed=6` (float64): NOT COMPARED" in report
+    assert "## Sweep point `seed=5`" not in report
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert {"seed_errors.png", "seed_drift.png"} <= set(pngs)
     # the points that agree are summarised: no figures of their own
