@@ -8,9 +8,10 @@ framework with its default threads), with workers=1 and one thread per framework
 threads a worker gets: the control that separates the cluster's gain from the threads'), and
 on a local Dask cluster of `workers` processes. It prints each wall time and the speed-ups,
 checks that the three runs' tables are byte-identical (timings aside), and the executor's
-overhead per point: the workers' time not spent inside a point, (workers x wall - the points'
-own seconds) / points, over the mean point time. That counts the cluster's start and any
-idle tail, so it bounds the per-point cost from above.
+cost: per point, the mean gap on a worker between one point's end and the next one's start,
+over the mean point time; once, the time to the first point's start; and, bounding both from
+above, all the workers' time not spent inside a point, (workers x wall - the points' own
+seconds) / points, which adds the idle tail while the last points finish.
 """
 
 from __future__ import annotations
@@ -73,13 +74,16 @@ def main() -> None:
     t = found["many"]["time"]
     idle = t["workers"] * t["wall"] - t["point_seconds"]
     mean = t["point_seconds"] / args.points
+    gap = t["executor_per_point"]
     same = len({found[way]["fingerprint"] for way in WAYS}) == 1
     print(f"workers=1: {wall['one']:.1f} s; workers=1, one thread per framework: "
           f"{wall['single']:.1f} s; workers={args.workers}: {wall['many']:.1f} s")
     print(f"speed-up of workers={args.workers}: {wall['one'] / wall['many']:.2f}x against "
           f"workers=1, {wall['single'] / wall['many']:.2f}x against the one-thread control")
-    print(f"executor overhead: {idle / args.points:.2f} s per point, "
-          f"{idle / args.points / mean:.1%} of the mean point ({mean:.1f} s)")
+    print(f"executor per point: {gap:.3f} s between points on a worker, {gap / mean:.2%} of "
+          f"the mean point ({mean:.1f} s); to start: {t['executor_startup']:.1f} s")
+    print(f"all the workers' time outside a point (start, gaps, the idle tail): "
+          f"{idle / args.points:.2f} s per point, {idle / args.points / mean:.1%}")
     print(f"tables byte-identical across the three runs (timings aside): {same}")
 
 

@@ -34,6 +34,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from typing import Any, TextIO
 
 import pandas as pd
@@ -87,6 +88,8 @@ class PointResult:
     summary: dict | None = field(default=None, repr=False)
     error: str | None = None              # "ExceptionType: first line of its message"
     seconds: float = 0.0                  # the point's own wall time, on its worker
+    started: float = 0.0                  # when it started there (time.time(): one clock
+                                          # for the workers of one machine)
     cpu_seconds: float = 0.0              # CPU time of its process meanwhile, all threads
     worker: str = IN_PROCESS              # the Dask worker's address
     pid: int = 0                          # the process that ran it
@@ -94,6 +97,23 @@ class PointResult:
     @property
     def failed(self) -> bool:
         return self.error is not None
+
+
+def executor_seconds(points: Sequence[PointResult], since: float) -> dict[str, float]:
+    """What the executor cost, from when each point started and how long it ran on its
+    worker: `startup`, from `since` (time.time() when the sweep was submitted) to the first
+    point's start (a local cluster's start, connecting, shipping the first points); and
+    `per_point`, the mean gap on a worker between one point's end and the next point's start
+    (returning a point's tables, the scheduler's round trip, unpickling the next spec)."""
+    ran = [p for p in points if not p.failed and p.started]
+    if not ran:
+        return {"startup": 0.0, "per_point": 0.0}
+    gaps = []
+    for worker in {(p.worker, p.pid) for p in ran}:
+        mine = sorted((p for p in ran if (p.worker, p.pid) == worker), key=lambda p: p.started)
+        gaps += [b.started - (a.started + a.seconds) for a, b in pairwise(mine)]
+    return {"startup": min(p.started for p in ran) - since,
+            "per_point": sum(gaps) / len(gaps) if gaps else 0.0}
 
 
 def one_line(err: BaseException) -> str:
@@ -109,7 +129,7 @@ def run_point(index: int, spec: Spec, backends: Sequence[parity.BackendRef], dev
     """Run one sweep point with all its backends (`position`: its place in the sweep's
     progress bars); an exception becomes the point's error, or with `catch` False (a run of
     one point: there is no other point to complete) goes up as it is."""
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0, started = time.perf_counter(), time.process_time(), time.time()
     try:
         rec = parity.run_variant(spec, backends, device, progress, position)
         tables, summary, error = rec.frames(), parity.summarize(rec), None
@@ -119,7 +139,7 @@ def run_point(index: int, spec: Spec, backends: Sequence[parity.BackendRef], dev
         tables, summary, error = {}, None, one_line(err)
     return PointResult(index, spec.variant, tables, summary, error,
                        seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0,
-                       pid=os.getpid())
+                       started=started, pid=os.getpid())
 
 
 def outcome(spec: Spec, point: PointResult) -> tuple[dict[str, pd.DataFrame], dict]:

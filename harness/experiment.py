@@ -94,7 +94,7 @@ def conduct(specs: list[Spec], origin: provenance.Origin, backends: Sequence[par
     here = 1 if scheduler is not None else max(1, min(workers, len(specs)))
     preflight.check(specs, backends, device, max_minutes, parallel=here)
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    t0 = time.perf_counter()
+    t0, submitted = time.perf_counter(), time.time()
     points = cluster.run_points(specs, backends, device, workers, scheduler, progress)
     failed = [p for p in points if p.failed]
     if len(failed) == len(points):
@@ -111,7 +111,7 @@ def conduct(specs: list[Spec], origin: provenance.Origin, backends: Sequence[par
     wall = time.perf_counter() - t0
     summary = {"experiment": specs[0].name, "verdict": overall([v["verdict"] for v in variants]),
                "device": device, "variants": variants,
-               "time": time_breakdown(merged["timings"], wall, points)}
+               "time": time_breakdown(merged["timings"], wall, points, submitted)}
     seeds = stats.block(variants, merged["steps"])
     if seeds is not None:
         summary["seeds"] = seeds
@@ -170,11 +170,14 @@ PHASES = ("step", "first_step", "setup", "checks", "evaluate", "data")
 
 
 def time_breakdown(timings: pd.DataFrame, wall: float,
-                   points: Sequence[cluster.PointResult] = ()) -> dict[str, float | int]:
+                   points: Sequence[cluster.PointResult] = (),
+                   submitted: float = 0.0) -> dict[str, float | int]:
     """Seconds per phase over all backends and variants; `overhead` is whatever no phase
     accounts for: the harness's own bookkeeping between the timed calls. With points run
     side by side (workers), the phases add up to more than the wall time: the overhead is
-    then taken from the points' own seconds (`point_seconds`, over `workers` processes)."""
+    then taken from the points' own seconds (`point_seconds`, over `workers` processes), and
+    the executor's own cost is stated apart (`executor_startup`, `executor_per_point`:
+    `cluster.executor_seconds` of the points submitted at `submitted`, time.time())."""
     spent = {phase: float(timings.seconds[timings.phase == phase].sum()) for phase in PHASES}
     workers = len({(p.worker, p.pid) for p in points}) or 1
     busy = sum(p.seconds for p in points) if workers > 1 else wall
@@ -182,7 +185,9 @@ def time_breakdown(timings: pd.DataFrame, wall: float,
     out = {"wall": wall, **spent, "overhead": overhead,
            "overhead_fraction": overhead / busy if busy > 0 else 0.0}
     if workers > 1:
-        out.update(workers=workers, point_seconds=busy)
+        cost = cluster.executor_seconds(points, submitted)
+        out.update(workers=workers, point_seconds=busy, executor_startup=cost["startup"],
+                   executor_per_point=cost["per_point"])
     return out
 
 

@@ -142,14 +142,29 @@ def test_points_on_workers_take_the_overhead_from_their_own_seconds():
     import pandas as pd
 
     timings = pd.DataFrame({"phase": ["step", "step", "checks"], "seconds": [3.0, 3.0, 1.0]})
-    points = [cluster.PointResult(i, "", seconds=s, worker=w, pid=i)
-              for i, (s, w) in enumerate([(4.0, "a"), (4.0, "b")])]
-    parallel = experiment.time_breakdown(timings, 5.0, points)
+    points = [cluster.PointResult(i, "", seconds=s, worker=w, pid=i, started=t)
+              for i, (s, w, t) in enumerate([(4.0, "a", 100.5), (4.0, "b", 100.7)])]
+    parallel = experiment.time_breakdown(timings, 5.0, points, 100.0)
     assert (parallel["overhead"], parallel["workers"], parallel["point_seconds"]) == \
         (1.0, 2, 8.0)
+    assert parallel["executor_startup"] == pytest.approx(0.5)
     assert parallel["overhead_fraction"] == pytest.approx(1 / 8)
     alone = experiment.time_breakdown(timings, 8.0, points[:1])
     assert alone["overhead"] == 1.0 and "workers" not in alone
+
+
+def test_the_executor_cost_per_point_is_the_gap_between_points_on_a_worker():
+    def at(worker: str, started: float, seconds: float, error: str | None = None):
+        return cluster.PointResult(0, "", seconds=seconds, started=started, worker=worker,
+                                   pid=1, error=error)
+
+    points = [at("a", 10.0, 2.0), at("b", 10.5, 1.0), at("a", 12.1, 2.0), at("b", 11.8, 1.0),
+              at("a", 14.4, 1.0), at("?", 0.0, 0.0, error="KilledWorker")]
+    cost = cluster.executor_seconds(points, since=9.0)
+    # gaps: a 12.0 -> 12.1 and 14.1 -> 14.4, b 11.5 -> 11.8
+    assert cost["startup"] == pytest.approx(1.0)
+    assert cost["per_point"] == pytest.approx((0.1 + 0.3 + 0.3) / 3)
+    assert cluster.executor_seconds(points[-1:], 0.0) == {"startup": 0.0, "per_point": 0.0}
 
 
 def test_points_side_by_side_need_their_memory_each_and_a_share_of_the_time():
