@@ -83,10 +83,11 @@ def parse(t: Table, in_shape: Shape) -> Layer:
     """One layer table, read for an input of `in_shape`."""
     kind = choice(t, "type", LAYER_TYPES, "dense")
     allowed = ("type", *TYPE_KEYS[kind])
+    known = {key for keys in TYPE_KEYS.values() for key in keys}
     for key in t.raw:
         if key not in allowed:
-            raise SpecError(join(t.path, key), f"not a key of a {kind} layer (allowed: "
-                            f"{', '.join(allowed)})")
+            what = f"not a key of a {kind} layer" if key in known else "unknown key"
+            raise SpecError(join(t.path, key), f"{what} (allowed: {', '.join(allowed)})")
     if kind in IMAGE_TYPES and len(in_shape) != 3:
         raise SpecError(join(t.path, "type"), f"{kind} needs an image input, got "
                         f"{describe(in_shape)} (allowed: image data, e.g. digits 1x8x8, or "

@@ -30,6 +30,7 @@ from harness.spec.types import (
     BIAS_CORRECTIONS,
     DTYPES,
     EPS_PLACEMENTS,
+    IMAGE_TYPES,
     INITS,
     LOSS_OUTPUT,
     LOSSES,
@@ -62,7 +63,7 @@ def _model(t: Table, dims: datasets.Dims, loss: str, base: Path,
     raw = listof(t, "layers")
     if not raw:
         raise SpecError(join(t.path, "layers"), "needs at least one layer")
-    layers, shape = [], dims.shape or (inputs,)
+    layers, shape = [], _input_shape(raw[0], dims)
     for i, item in enumerate(raw):
         layers.append(layer_table.parse(Table(item, join(join(t.path, "layers"), i), t.dtype),
                                         shape))
@@ -76,6 +77,13 @@ def _model(t: Table, dims: datasets.Dims, loss: str, base: Path,
         path, tuple(map(layer_table.param_shapes, layers)), t.dtype)
     t.finish(("inputs", "layers", "init", "pool_ties", "init_file"))
     return Model(inputs, tuple(layers), init, path, arrays, ties)
+
+
+def _input_shape(first: Any, dims: datasets.Dims) -> tuple[int, ...]:
+    """What the first layer reads: the data's image shape when it is an image layer, else
+    the flat rows (a dense net on image data reads the pixels as features, as before)."""
+    image = isinstance(first, dict) and first.get("type") in IMAGE_TYPES
+    return dims.shape if image and dims.shape else (dims.features,)
 
 
 def _pool_ties(t: Table, layers: list[Layer]) -> str:
