@@ -1,0 +1,229 @@
+"""Convolutional layers: the spec's shape arithmetic, the canonical layout (kernels (F, C, k, k),
+images NCHW, flatten in C, H, W order), the textbook's conv and pool backward against finite
+differences, and the smallest errors each check is meant to catch, injected and caught: a
+kernel not flipped in the input gradient, a kernel read transposed in the weight gradient, a
+pool gradient routed to the wrong window cell, an NHWC image read as NCHW."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness import params
+from harness.spec import Spec, SpecError, from_dict
+from harness.spec.layers import fans
+from harness.verify import oracle
+from implementations import textbook_layers as image
+from implementations.numpy_textbook import NumpyTextbook
+
+RNG_SEED = 3
+SHAPE = (2, 4, 4)                         # two channels, so a channel mix-up shows
+ROWS = 6
+
+
+def inline_data(shape: tuple[int, int, int] = SHAPE, rows: int = ROWS) -> dict:
+    rng = np.random.default_rng(RNG_SEED)
+    x = rng.normal(size=(rows, int(np.prod(shape))))
+    y = rng.normal(size=(rows, 2))
+    return {"name": "inline", "x": x.tolist(), "y": y.tolist(), "shape": list(shape)}
+
+
+def conv_spec(layers: list[dict], data: dict | None = None, **model: object) -> Spec:
+    """A tiny image network on inline data, a dense identity output of 2 and mse."""
+    return from_dict({"name": "conv", "seed": 1, "data": data or inline_data(),
+                      "model": {"layers": [*layers, {"size": 2, "activation": "identity"}],
+                                **model},
+                      "loss": {"name": "mse"},
+                      "training": {"learning_rate": 0.1, "steps": 1}})
+
+
+# conv -> conv -> overlapping max-pool -> flatten: a second conv makes the first conv's
+# gradients go through an input gradient (dJ/dx), and stride 1 pools overlap
+STACK = [{"type": "conv2d", "filters": 3, "kernel": 3, "padding": "same", "activation": "tanh"},
+         {"type": "conv2d", "filters": 2, "kernel": 2, "activation": "tanh"},
+         {"type": "maxpool2d", "size": 2, "stride": 1},
+         {"type": "flatten"}]
+AVG_STACK = [{"type": "conv2d", "filters": 2, "kernel": 2, "stride": 2, "activation": "sigmoid"},
+             {"type": "avgpool2d", "size": 2},
+             {"type": "flatten"}]
+
+
+# (layers, expected (C, H, W) of each image layer's output)
+SHAPES = {
+    "valid": ([{"type": "conv2d", "filters": 5, "kernel": 3, "activation": "relu"}],
+              [(5, 2, 2)]),
+    "same": ([{"type": "conv2d", "filters": 5, "kernel": 3, "padding": "same",
+               "activation": "relu"}], [(5, 4, 4)]),
+    "stride_floors": ([{"type": "conv2d", "filters": 1, "kernel": 2, "stride": 3,
+                        "activation": "relu"}], [(1, 1, 1)]),
+    "pool_default_stride": ([{"type": "maxpool2d", "size": 2}], [(2, 2, 2)]),
+    "pool_stride_1": ([{"type": "avgpool2d", "size": 3, "stride": 1}], [(2, 2, 2)]),
+}
+
+
+@pytest.mark.parametrize("case", SHAPES, ids=str)
+def test_shape_arithmetic(case: str) -> None:
+    layers, shapes = SHAPES[case]
+    spec = conv_spec([*layers, {"type": "flatten"}])
+    assert [layer.out_shape for layer in spec.model.layers[:len(shapes)]] == shapes
+    assert spec.model.layers[len(shapes)].size == int(np.prod(shapes[-1]))
+
+
+# (layers, key path the error names, fragment of the message)
+BAD = {
+    "kernel_too_big": ([{"type": "conv2d", "filters": 1, "kernel": 5, "activation": "relu"}],
+                       "model.layers[0]", "conv2d kernel 5 > input 4x4 with padding valid"),
+    "size_on_conv": ([{"type": "conv2d", "filters": 1, "kernel": 2, "size": 3,
+                       "activation": "relu"}], "model.layers[0].size", "not a key of a conv2d"),
+    "dense_on_image": ([{"type": "conv2d", "filters": 1, "kernel": 2, "activation": "relu"},
+                        {"size": 3, "activation": "relu"}], "model.layers[1].type",
+                       "a flatten layer before it"),
+    "even_kernel_same": ([{"type": "conv2d", "filters": 1, "kernel": 2, "padding": "same",
+                           "activation": "relu"}], "model.layers[0].padding", "odd kernel"),
+}
+
+
+@pytest.mark.parametrize("case", BAD, ids=str)
+def test_bad_shapes_are_one_line_errors(case: str) -> None:
+    layers, path, fragment = BAD[case]
+    with pytest.raises(SpecError) as err:
+        conv_spec([*layers, {"type": "flatten"}])
+    assert err.value.path == path and fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_dense_specs_on_image_data_read_flat_rows() -> None:
+    """Every existing digits spec (dense first) reads the 64 pixels as features, unchanged."""
+    spec = from_dict({"name": "d", "data": {"name": "digits"},
+                      "model": {"layers": [{"size": 10, "activation": "softmax"}]},
+                      "loss": {"name": "cross_entropy"},
+                      "training": {"learning_rate": 0.1, "steps": 1}})
+    assert spec.model.layers[0].in_shape == (64,)
+
+
+def test_layout_and_fans() -> None:
+    """Kernels (F, C, k, k), bias (F,), empty pairs for parameter-less layers; the init's fans
+    are torch's _calculate_fan_in_and_fan_out (C k^2, F k^2)."""
+    spec = conv_spec(STACK)
+    shapes = [(w.shape, b.shape) for w, b in params.initial_params(spec)]
+    assert shapes == [((3, 2, 3, 3), (3,)), ((2, 3, 2, 2), (2,)), ((0,), (0,)), ((0,), (0,)),
+                      ((8, 2), (2,))]
+    assert fans(spec.model.layers[0]) == (2 * 9, 3 * 9)
+
+
+def test_conv_fans_are_torchs() -> None:
+    torch = pytest.importorskip("torch")
+    spec = conv_spec(STACK)
+    w = torch.empty(*params.initial_params(spec)[1][0].shape)
+    assert fans(spec.model.layers[1]) == torch.nn.init._calculate_fan_in_and_fan_out(w)
+
+
+def conv_forward_by_definition(layer, x: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """z[n, f, i, j] = b[f] + sum W[f, c, u, v] xp[n, c, i s + u, j s + v], element by element:
+    the definition the vectorised textbook code must equal."""
+    xp, k, s = image.pad(x, layer.pad), layer.kernel, layer.stride
+    z = np.empty((len(x), *layer.out_shape))
+    for n, f, i, j in np.ndindex(z.shape):
+        z[n, f, i, j] = b[f] + np.sum(W[f] * xp[n, :, i * s:i * s + k, j * s:j * s + k])
+    return z
+
+
+@pytest.mark.parametrize("stack", [STACK, AVG_STACK], ids=["same_valid", "strided"])
+def test_conv_forward_is_the_definition(stack: list[dict]) -> None:
+    spec = conv_spec(stack)
+    layer, (W, b) = spec.model.layers[0], params.initial_params(spec)[0]
+    x = np.asarray(spec.data.x).reshape(ROWS, *SHAPE)
+    assert np.allclose(image.conv_forward(layer, x, W, b),
+                       conv_forward_by_definition(layer, x, W, b), rtol=0, atol=1e-14)
+
+
+def failed_tensors(spec: Spec) -> list[str]:
+    return [c.parameter for c in oracle.check_at_start(NumpyTextbook, spec)
+            if c.status != "ok"]
+
+
+@pytest.mark.parametrize("stack", [STACK, AVG_STACK], ids=["same_valid", "strided"])
+def test_textbook_conv_and_pools_match_finite_differences(stack: list[dict]) -> None:
+    assert failed_tensors(conv_spec(stack)) == []
+
+
+def unflipped(layer, x, W, delta):
+    """The classic bug: dJ/dx as a correlation with the kernel NOT flipped."""
+    return _with_kernel(layer, x, W, delta, W[:, :, ::-1, ::-1])
+
+
+def transposed(layer, x, W, delta):
+    """The kernel read (kw, kh) instead of (kh, kw) in the input gradient."""
+    return _with_kernel(layer, x, W, delta, W.transpose(0, 1, 3, 2))
+
+
+def _with_kernel(layer, x, W, delta, used):
+    dW, db, _ = CORRECT_BACKWARD(layer, x, W, delta)
+    return dW, db, CORRECT_BACKWARD(layer, x, used, delta)[2]
+
+
+CORRECT_BACKWARD = image.conv_backward
+
+
+@pytest.mark.parametrize("bug", [unflipped, transposed], ids=lambda f: f.__name__)
+def test_a_wrong_input_gradient_is_caught(bug, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first conv's gradients reach it through the second conv's dJ/dx: a kernel used
+    unflipped or transposed there fails W0 and b0 (the second conv's own W1 stays right)."""
+    monkeypatch.setattr(image, "conv_backward", bug)
+    failed = failed_tensors(conv_spec(STACK))
+    assert "W0" in failed and "W1" not in failed
+
+
+def test_a_weight_gradient_read_transposed_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    def bug(layer, x, W, delta):
+        dW, db, dx = CORRECT_BACKWARD(layer, x, W, delta)
+        return dW.transpose(0, 1, 3, 2), db, dx
+    monkeypatch.setattr(image, "conv_backward", bug)
+    assert {"W0", "W1"} <= set(failed_tensors(conv_spec(STACK)))
+
+
+# one 1x1x2x4 image: the left window ties (3 at (0,1) and (1,0)), the right one does not
+TIED = np.array([[[[1.0, 3.0, 0.0, 5.0],
+                   [3.0, 2.0, 1.0, 4.0]]]])
+ROUTED = {"first": [[0.0, 1.0, 0.0, 2.0],
+                    [0.0, 0.0, 0.0, 0.0]],
+          "split": [[0.0, 0.5, 0.0, 2.0],
+                    [0.5, 0.0, 0.0, 0.0]]}
+
+
+def tied_pool() -> tuple:
+    spec = conv_spec([{"type": "maxpool2d", "size": 2}, {"type": "flatten"}],
+                     data=inline_data((1, 2, 4), 2))
+    layer = spec.model.layers[0]
+    z = image.pool_forward(layer, TIED)
+    return layer, z, np.array([[[[1.0, 2.0]]]])
+
+
+@pytest.mark.parametrize("ties", ROUTED, ids=str)
+def test_maxpool_routes_a_tie_by_the_rule(ties: str) -> None:
+    layer, z, delta = tied_pool()
+    assert np.array_equal(image.maxpool_backward(layer, TIED, z, delta, ties)[0, 0],
+                          ROUTED[ties])
+
+
+def test_a_tie_sent_to_the_wrong_input_is_caught() -> None:
+    """The check above fails for a rule that sends a tie to the LAST maximum."""
+    layer, z, delta = tied_pool()
+    flipped = image.maxpool_backward(layer, TIED[..., ::-1, ::-1], z[..., ::-1, ::-1],
+                                     delta[..., ::-1, ::-1], "first")[..., ::-1, ::-1]
+    assert not np.array_equal(flipped[0, 0], ROUTED["first"])
+
+
+def test_rows_are_read_as_nchw() -> None:
+    """Row pixels are (C, H, W): a 1x1 conv whose kernel keeps channel 1 sees exactly the
+    second half of every row; reading the row as NHWC (channels interleaved) would not."""
+    spec = conv_spec([{"type": "conv2d", "filters": 1, "kernel": 1, "activation": "identity",
+                       "weights": [[[[0.0]], [[1.0]]]], "bias": [0.0]},
+                      {"type": "flatten"}])
+    backend = NumpyTextbook(spec)
+    backend.load(params.initial_params(spec))
+    x = np.asarray(spec.data.x)
+    seen = backend.forward(x, ())[0].z.reshape(ROWS, -1)
+    half = x.shape[1] // 2
+    assert np.array_equal(seen, x[:, half:])
+    nhwc = x.reshape(ROWS, 4, 4, 2).transpose(0, 3, 1, 2).reshape(ROWS, -1)
+    assert not np.array_equal(seen, nhwc[:, half:])
