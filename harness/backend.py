@@ -85,8 +85,9 @@ class Capabilities:
     # so a backend written before convolutions is skipped on them with the reason
     layer_types: frozenset[str] = frozenset({"dense"})
     # (spec field, value) pairs the backend cannot express exactly, with the reason why. A
-    # field is "section.key" ("optimizer.bias_correction", "loss.l2") or "layer.key" (any
-    # layer); a pair applies only where the spec reads that field (see `read_values`).
+    # field is "section.key" ("optimizer.bias_correction", "loss.l2", "model.pool_ties") or
+    # "layer.key" (any layer); a pair applies only where the spec reads that field (see
+    # `read_values`).
     conventions: dict[tuple[str, object], str] = field(default_factory=dict)
     # rules across fields that the backend's own `unsupported` checks, in words, so that
     # `harness backends` can show them (e.g. "one activation for every hidden layer")
@@ -207,6 +208,9 @@ def read_values(spec: Spec, path: str) -> list[object]:
     if section == "layer":
         return [getattr(layer, key) for layer in spec.model.layers if _layer_reads(layer, key)]
     if section == "optimizer" and not _optimizer_reads(spec.optimizer.name, key):
+        return []
+    if path == "model.pool_ties" and not any(layer.kind == "maxpool2d"
+                                             for layer in spec.model.layers):
         return []
     return [getattr(getattr(spec, section), key)]
 

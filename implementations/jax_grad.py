@@ -171,8 +171,11 @@ class JaxGrad(Backend):
 
     name: ClassVar[str] = "jax"
     framework: ClassVar[str | None] = "jax"
-    capabilities: ClassVar[Capabilities] = Capabilities(devices=frozenset({"cpu", "cuda"}),
-                                                        layer_types=frozenset(LAYER_TYPES))
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        devices=frozenset({"cpu", "cuda"}), layer_types=frozenset(LAYER_TYPES),
+        conventions={("model.pool_ties", "split"):
+                     "the gradient of lax.reduce_window's max is select_and_scatter_add with "
+                     "a >= select: a tied window's gradient goes to the first maximum only"})
 
     def __init__(self, spec: Spec, device: str = "cpu") -> None:
         super().__init__(spec, device)

@@ -39,6 +39,9 @@ class TorchAutograd(Backend):
         devices=frozenset({"cpu", "cuda"}),
         layer_types=frozenset(LAYER_TYPES),
         conventions={
+            ("model.pool_ties", "split"):
+                "F.max_pool2d's backward sends a tied window's gradient to the first maximum "
+                "only (its saved argmax index); splitting it has no option",
             ("optimizer.eps_placement", "inside"):
                 "torch.optim.RMSprop and Adam add eps after the square root "
                 "(avg.add_(eps), denom = (sqrt(v) / sqrt(bias_correction2)).add_(eps))",

@@ -227,3 +227,135 @@ def test_rows_are_read_as_nchw() -> None:
     assert np.array_equal(seen, x[:, half:])
     nhwc = x.reshape(ROWS, 4, 4, 2).transpose(0, 3, 1, 2).reshape(ROWS, -1)
     assert not np.array_equal(seen, nhwc[:, half:])
+
+
+# ---- max-pool ties: what the frameworks do, what backends declare, what the diagnosis says
+
+FRAMEWORK_TIES = ("torch", "jax", "tensorflow")
+
+
+def framework_pool_grad(framework: str, x: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """dJ/dx of J = sum(delta * maxpool2x2(x)) by the framework's own autodiff, NCHW."""
+    if framework == "torch":
+        torch = pytest.importorskip("torch")
+        t = torch.tensor(x, requires_grad=True)
+        (torch.nn.functional.max_pool2d(t, 2) * torch.tensor(delta)).sum().backward()
+        return t.grad.numpy()
+    if framework == "jax":
+        jax = pytest.importorskip("jax")
+        jax.config.update("jax_enable_x64", True)
+
+        def f(a):
+            pooled = jax.lax.reduce_window(a, -np.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2),
+                                           "VALID")
+            return (pooled * delta).sum()
+        return np.asarray(jax.grad(f)(x))
+    tf = pytest.importorskip("tensorflow")
+    v = tf.Variable(x.transpose(0, 2, 3, 1))                        # TF pools NHWC
+    with tf.GradientTape() as tape:
+        y = tf.reduce_sum(tf.nn.max_pool2d(v, 2, 2, "VALID") * delta.transpose(0, 2, 3, 1))
+    return tape.gradient(y, v).numpy().transpose(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORK_TIES)
+def test_frameworks_send_a_tie_to_the_first_maximum(framework: str) -> None:
+    """What torch, JAX and TensorFlow really do on CPU (the `first` rule, not `split`)."""
+    _, _, delta = tied_pool()
+    got = framework_pool_grad(framework, TIED, delta)[0, 0]
+    assert np.array_equal(got, ROUTED["first"]) and not np.array_equal(got, ROUTED["split"])
+
+
+TIES_SPEC = "experiments/pool_ties.toml"
+
+
+def ties_spec(rule: str) -> Spec:
+    from harness.spec import sweep
+    return next(s for s in sweep.load(TIES_SPEC) if s.model.pool_ties == rule)
+
+
+@pytest.mark.parametrize(("backend", "split_ok"), [("numpy", True), ("numpy_fast", True),
+                                                   ("torch", False), ("jax", False)])
+def test_backends_declare_their_tie_rule(backend: str, split_ok: bool) -> None:
+    from harness.registry import backend_class
+    cls = backend_class(backend)
+    assert cls.unsupported(ties_spec("first")) is None
+    why = cls.unsupported(ties_spec("split"))
+    assert (why is None) == split_ok and (split_ok or "first maximum" in why)
+
+
+def first_step_grads(backend: str, spec: Spec) -> list[np.ndarray]:
+    from harness import data
+    from harness.registry import backend_class
+    pytest.importorskip(backend) if backend in ("torch", "jax") else None
+    ds = data.prepare(spec)
+    batch = data.train_batch(spec, ds, data.plan(spec, len(ds.train.x)), 0)
+    b = backend_class(backend)(spec)
+    b.load(params.initial_params(spec))
+    return params.flatten(b.loss_and_grads(batch)[1])
+
+
+def largest_rel_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    from harness.verify import tolerances as tol
+    return max(tol.errors(x, y)[1] for x, y in zip(a, b, strict=True) if x.size)
+
+
+@pytest.mark.parametrize("backend", ["numpy_fast", "torch", "jax"])
+def test_every_backend_follows_first_where_ties_matter(backend: str) -> None:
+    from harness.verify import tolerances as tol
+    spec = ties_spec("first")
+    ref, split = first_step_grads("numpy", spec), first_step_grads("numpy", ties_spec("split"))
+    assert largest_rel_diff(ref, split) > 1e-3          # ties change the kernels' gradients
+    assert largest_rel_diff(first_step_grads(backend, spec), ref) <= tol.FLOAT64.grad_rtol
+
+
+def test_numpy_fast_splits_ties_as_the_textbook() -> None:
+    from harness.verify import tolerances as tol
+    spec = ties_spec("split")
+    assert largest_rel_diff(first_step_grads("numpy_fast", spec),
+                            first_step_grads("numpy", spec)) <= tol.FLOAT64.grad_rtol
+
+
+class _Splits(NumpyTextbook):
+    """Routes ties by `split` whatever the spec says (a framework's other convention)."""
+
+    def __init__(self, spec: Spec, device: str = "cpu") -> None:
+        import dataclasses
+        super().__init__(dataclasses.replace(
+            spec, model=dataclasses.replace(spec.model, pool_ties="split")), device)
+
+
+class _Last(NumpyTextbook):
+    """Routes ties to the LAST maximum: no convention of the spec, a bug."""
+
+    def backward(self, caches, delta):
+        original = image.maxpool_backward
+
+        def last(layer, x, z, d, ties):
+            flip = (..., slice(None, None, -1), slice(None, None, -1))
+            return original(layer, x[flip], z[flip], d[flip], ties)[flip]
+        image.maxpool_backward = last
+        try:
+            return super().backward(caches, delta)
+        finally:
+            image.maxpool_backward = original
+
+
+@pytest.mark.parametrize(("cls", "named"), [(_Splits, "model.pool_ties=split"), (_Last, None)],
+                         ids=["split_is_a_convention", "last_is_a_bug"])
+def test_the_diagnosis_tells_a_tie_rule_from_a_bug(cls: type, named: str | None) -> None:
+    import pandas as pd
+
+    from harness import data
+    from harness.verify import diagnose, phases, same_point
+    from harness.verify import tolerances as tol
+    spec = ties_spec("first")
+    ds = data.prepare(spec)
+    batch = data.train_batch(spec, ds, data.plan(spec, len(ds.train.x)), 0)
+    p0 = params.initial_params(spec)
+    ref = same_point.evaluate_at(NumpyTextbook(spec), p0, batch, data.eval_batch(ds.validation))
+    odd = same_point.evaluate_at(cls(spec), p0, batch, data.eval_batch(ds.validation))
+    limits = {k: tol.FLOAT64.grad_rtol for k in ref.quantities()}
+    rows = phases.pair_rows(0, "odd", "numpy", odd.quantities(), ref.quantities(), limits)
+    rows = phases.tie_convention(rows, spec, p0, batch, odd.quantities(), limits)
+    found = diagnose.diagnosis(pd.DataFrame(rows), "odd", ["numpy", "odd"])
+    assert found["phase"] == "backward" and found["convention"] == named

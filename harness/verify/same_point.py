@@ -164,8 +164,10 @@ def phase_rows(step: int, batch: Batch, lanes: list, seen: SamePoint, params: Pa
         mine = seen.points[lane.name]
         rows += phases.data_rows(step, lane.name, mine.trace, batch)
         for other in lanes[:i]:
-            rows += phases.pair_rows(step, lane.name, other.name, mine.quantities(),
+            pairs = phases.pair_rows(step, lane.name, other.name, mine.quantities(),
                                      seen.points[other.name].quantities(), seen.limits)
+            rows += phases.tie_convention(pairs, spec, params, batch, mine.quantities(),
+                                          seen.limits)
         outcome = phases.stepped(lane.probe, params, state, batch)
         rows.append(phases.step_loss_row(step, lane.name, outcome[0], mine.loss,
                                          seen.limits["loss"]))
