@@ -13,6 +13,7 @@ from harness import params
 from harness.spec import Spec, SpecError, from_dict
 from harness.spec.layers import fans
 from harness.verify import oracle
+from implementations import im2col as fast_conv
 from implementations import textbook_layers as image
 from implementations.numpy_textbook import NumpyTextbook
 
@@ -359,3 +360,74 @@ def test_the_diagnosis_tells_a_tie_rule_from_a_bug(cls: type, named: str | None)
     rows = phases.tie_convention(rows, spec, p0, batch, odd.quantities(), limits)
     found = diagnose.diagnosis(pd.DataFrame(rows), "odd", ["numpy", "odd"])
     assert found["phase"] == "backward" and found["convention"] == named
+
+
+# ---- the conformance suite's image cases catch the port errors they exist for
+
+
+def test_conformance_image_cases_pass_for_every_backend_that_declares_them() -> None:
+    from harness.conformance import image_cases
+    for backend in ("numpy_fast", "torch", "jax"):
+        if backend != "numpy_fast":
+            pytest.importorskip(backend)
+        image_cases.conv_layout_roundtrip(backend)
+        image_cases.conv_padding(backend)
+        image_cases.pooling(backend)
+
+
+def test_a_backend_without_image_layers_is_skipped_with_the_reason() -> None:
+    from harness.conformance import image_cases
+    from harness.conformance.cases import Skip
+    pytest.importorskip("sklearn")
+    with pytest.raises(Skip, match="does not support layer type 'conv2d'"):
+        image_cases.conv_padding("sklearn")
+
+
+class _SplitsInFast:
+    """numpy_fast's view of the textbook layers, its max-pool routing ties by `split`."""
+
+    def __getattr__(self, name: str):
+        return getattr(image, name)
+
+    @staticmethod
+    def maxpool_backward(layer, x, z, delta, ties):
+        return image.maxpool_backward(layer, x, z, delta, "split")
+
+
+def _nhwc_cols(layer, x):
+    """im2col of the image read NHWC: the rows' pixels taken as (H, W, C)."""
+    n, c, h, w = x.shape
+    return CORRECT_IM2COL(layer, x.reshape(n, h, w, c).transpose(0, 3, 1, 2))
+
+
+def _unflipped_col2im(layer, dcols, x_shape, out):
+    """col2im adding every receptive field back with its kernel offsets reversed."""
+    k = layer.kernel
+    n, oh, ow = x_shape[0], *layer.out_shape[1:]
+    fields = dcols.reshape(n, oh, ow, x_shape[1], k, k)[..., ::-1, ::-1]
+    CORRECT_COL2IM(layer, np.ascontiguousarray(fields).reshape(dcols.shape), x_shape, out)
+
+
+CORRECT_IM2COL, CORRECT_COL2IM = fast_conv.im2col, fast_conv.col2im
+
+
+# (what is patched, the bug, the case that must catch it, what its failure names): a wrong
+# forward pass shows in the loss, a wrong backward pass in a kernel's gradient
+PORT_ERRORS = {
+    "tie_routed_split": ("implementations.numpy_fast.image", _SplitsInFast(), "pooling",
+                         r"gradient: W0 rel err"),
+    "nhwc_read_as_nchw": ("implementations.im2col.im2col", _nhwc_cols, "conv_padding",
+                          r"loss vs numpy"),
+    "kernel_unflipped_in_dx": ("implementations.im2col.col2im", _unflipped_col2im,
+                               "conv_padding", r"gradient: W0 rel err"),
+}
+
+
+@pytest.mark.parametrize("error", PORT_ERRORS, ids=str)
+def test_conformance_catches_a_port_error_in_numpy_fast(error: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.conformance import image_cases
+    target, bug, case, caught = PORT_ERRORS[error]
+    monkeypatch.setattr(target, bug)
+    with pytest.raises(AssertionError, match=caught):
+        getattr(image_cases, case)("numpy_fast")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness import escape
-from harness.spec.types import DTYPES
+from harness.spec.types import DTYPES, LAYER_TYPES
 
 MAX_SHOWN = 40                        # characters of a bad value quoted in an error
 
@@ -137,7 +137,7 @@ VARIANT = Obj({"dtype": OneOf(DTYPES)},
                "odd_one_out": Maybe(STR), "checks": ListOf(CHECK), "drift": MapOf(PROFILE),
                "shadow_drift": PROFILE,
                "divergence": Maybe(Obj({"kind": OneOf(("all", "some")), "at": MapOf(INT)})),
-               "diagnosis": MapOf(DIAGNOSIS)})
+               "diagnosis": MapOf(DIAGNOSIS), "layers": ListOf(OneOf(LAYER_TYPES))})
 SUMMARY = Obj({"experiment": STR, "variants": ListOf(VARIANT)},
               {"verdict": OneOf(VERDICTS), "device": STR, "time": MapOf(Maybe(NUM))})
 
