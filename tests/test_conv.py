@@ -431,3 +431,22 @@ def test_conformance_catches_a_port_error_in_numpy_fast(error: str,
     monkeypatch.setattr(target, bug)
     with pytest.raises(AssertionError, match=caught):
         getattr(image_cases, case)("numpy_fast")
+
+
+def test_explain_writes_out_the_image_layers() -> None:
+    from harness.explain import explain
+    text = explain(conv_spec(STACK), ["numpy", "numpy_fast"], 0, 0)
+    assert "layer 0 (conv2d 2x4x4 -> 3x4x4, kernel 3, stride 1, padding same)" in text
+    assert "layer 2 (maxpool2d 2x3x3 -> 2x2x2, kernel 2, stride 1)" in text
+    assert "|dE/dW1|  (batch)" in text and "layer 3 (flatten 2x2x2 -> 8 units)" in text
+
+
+def test_grad_norm_plot_labels_conv_layers() -> None:
+    import pandas as pd
+
+    from harness.plots import training
+    norms = pd.DataFrame({"backend": "numpy", "step": 0, "parameter": ["W0", "b0", "W2", "W3"],
+                          "norm": [1.0, 0.5, 0.0, 2.0]})
+    fig = training.grad_norms(norms, ["numpy"], "t", ["conv2d", "maxpool2d", "flatten", "dense"])
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert labels == ["W0\nconv2d", "W3\ndense"]
