@@ -450,3 +450,24 @@ def test_grad_norm_plot_labels_conv_layers() -> None:
     fig = training.grad_norms(norms, ["numpy"], "t", ["conv2d", "maxpool2d", "flatten", "dense"])
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert labels == ["W0\nconv2d", "W3\ndense"]
+
+
+def test_input_gradient_is_the_full_correlation_with_the_flipped_kernel() -> None:
+    """The docstring's claim, stride 1: dJ/dx = delta padded by k - 1, cross-correlated with
+    W flipped in both spatial axes and its F and C axes swapped; unflipped it is wrong."""
+    import dataclasses
+    spec = conv_spec([{"type": "conv2d", "filters": 3, "kernel": 3, "activation": "tanh"},
+                      {"type": "flatten"}])
+    layer, (W, _) = spec.model.layers[0], params.initial_params(spec)[0]
+    x = np.asarray(spec.data.x).reshape(ROWS, *SHAPE)
+    delta = np.random.default_rng(RNG_SEED).normal(size=(ROWS, *layer.out_shape))
+    dx = image.conv_backward(layer, x, W, delta)[2]
+    k = layer.kernel
+    full = dataclasses.replace(layer, in_shape=delta.shape[1:], out_shape=x.shape[1:])
+    padded = np.pad(delta, ((0, 0), (0, 0), (k - 1, k - 1), (k - 1, k - 1)))
+    flipped = W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+    zero = np.zeros(SHAPE[0])
+    assert np.allclose(conv_forward_by_definition(full, padded, flipped, zero), dx,
+                       rtol=0, atol=1e-13)
+    unflipped = W.transpose(1, 0, 2, 3)
+    assert not np.allclose(conv_forward_by_definition(full, padded, unflipped, zero), dx)
