@@ -187,7 +187,6 @@ def find_pool_ties(spec: Spec, params: Params, batch: Batch, got: dict[str, np.n
     quantity of `got` (gradients W0, b0, ... and the trace's da, dz, by name) within
     `limits`; None when the spec has no max-pool or no rule reproduces them."""
     from harness.registry import backend_class  # the registry imports every backend
-    from harness.verify.phases import traced
 
     if not reads_pool_ties(spec):
         return None
@@ -197,8 +196,10 @@ def find_pool_ties(spec: Spec, params: Params, batch: Batch, got: dict[str, np.n
         ref.load(params)
         trace = ref.trace(batch)
         names = [f"{k}{i}" for i in range(len(params)) for k in "Wb"]
-        want = {**dict(zip(names, flatten(trace.grads), strict=True)), **traced(trace)}
-        keys = [k for k in want if k in got and (k[0] in "Wb" or k[:2] in ("da", "dz"))]
+        want = dict(zip(names, flatten(trace.grads), strict=True))
+        for i, (da, dz) in enumerate(zip(trace.da, trace.dz, strict=True)):
+            want |= {f"dz{i}": dz} | ({} if da is None else {f"da{i}": da})
+        keys = [k for k in want if k in got]
         err = max(tol.errors(got[k], want[k])[1] for k in keys)
         if all(tol.errors(got[k], want[k])[1] <= limits[k] for k in keys):
             return Match(f"model.pool_ties={rule}", f"max-pool ties routed by the {rule!r} "
