@@ -471,3 +471,42 @@ def test_input_gradient_is_the_full_correlation_with_the_flipped_kernel() -> Non
                        rtol=0, atol=1e-13)
     unflipped = W.transpose(1, 0, 2, 3)
     assert not np.allclose(conv_forward_by_definition(full, padded, unflipped, zero), dx)
+
+
+# ---- the bench's conv shapes: their roofline is the im2col products
+
+
+def test_conv_bench_shape_counts_its_im2col_products() -> None:
+    from harness.bench import suite
+    shape = suite.Shape.parse("conv:3x16x16-16c3-32c3-10:64")
+    assert shape.label == "conv:3x16x16-16c3-32c3-10:64"
+    # conv 1: 64 x 14 x 14 positions, 3 x 3 x 3 columns, 16 filters; conv 2: 64 x 12 x 12,
+    # 16 x 3 x 3, 32; the head: 64 rows, 32 x 12 x 12 = 4608 inputs, 10 classes
+    assert shape.gemms() == [(12544, 27, 16), (9216, 144, 32), (64, 4608, 10)]
+    assert shape.flops == 6.0 * (12544 * 27 * 16 + 9216 * 144 * 32 + 64 * 4608 * 10)
+    spec = suite.bench_spec(shape, "float64")
+    assert [layer.kind for layer in spec.model.layers] == ["conv2d", "conv2d", "flatten",
+                                                           "dense"]
+    ops = suite.operands(shape, "float64")
+    assert [h.shape for h, _, _ in ops] == [(12544, 27), (9216, 144), (64, 4608)]
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("conv:1x8x8-16c9-10:256", "conv2d kernel 9 > input 8x8"),
+    ("conv:1x8x8-10:2", "is not conv:CxHxW"),
+    ("conv:3x64x64-64c3-10:8", "units is too many"),
+])
+def test_bad_conv_bench_shapes_are_one_line_errors(text: str, fragment: str) -> None:
+    from harness.bench import suite
+    with pytest.raises(ValueError, match=fragment):
+        suite.Shape.parse(text)
+
+
+def test_a_conv_bench_step_runs_for_numpy_fast() -> None:
+    from harness.bench import suite
+    from implementations.numpy_fast import NumpyFast
+    shape = suite.Shape.parse("conv:1x6x6-2c3-3:4")
+    spec = suite.bench_spec(shape, "float64")
+    backend = NumpyFast(spec)
+    backend.load(params.initial_params(spec))
+    assert np.isfinite(backend.train_step(suite.bench_batch(shape, "float64")))
