@@ -275,7 +275,8 @@ def ties_spec(rule: str) -> Spec:
 
 
 @pytest.mark.parametrize(("backend", "split_ok"), [("numpy", True), ("numpy_fast", True),
-                                                   ("torch", False), ("jax", False)])
+                                                   ("torch", False), ("jax", False),
+                                                   ("tensorflow", False)])
 def test_backends_declare_their_tie_rule(backend: str, split_ok: bool) -> None:
     from harness.registry import backend_class
     cls = backend_class(backend)
@@ -287,7 +288,8 @@ def test_backends_declare_their_tie_rule(backend: str, split_ok: bool) -> None:
 def first_step_grads(backend: str, spec: Spec) -> list[np.ndarray]:
     from harness import data
     from harness.registry import backend_class
-    pytest.importorskip(backend) if backend in ("torch", "jax") else None
+    if backend in ("torch", "jax", "tensorflow"):
+        pytest.importorskip(backend)
     ds = data.prepare(spec)
     batch = data.train_batch(spec, ds, data.plan(spec, len(ds.train.x)), 0)
     b = backend_class(backend)(spec)
@@ -300,7 +302,7 @@ def largest_rel_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     return max(tol.errors(x, y)[1] for x, y in zip(a, b, strict=True) if x.size)
 
 
-@pytest.mark.parametrize("backend", ["numpy_fast", "torch", "jax"])
+@pytest.mark.parametrize("backend", ["numpy_fast", "torch", "jax", "tensorflow"])
 def test_every_backend_follows_first_where_ties_matter(backend: str) -> None:
     from harness.verify import tolerances as tol
     spec = ties_spec("first")
@@ -367,7 +369,7 @@ def test_the_diagnosis_tells_a_tie_rule_from_a_bug(cls: type, named: str | None)
 
 def test_conformance_image_cases_pass_for_every_backend_that_declares_them() -> None:
     from harness.conformance import image_cases
-    for backend in ("numpy_fast", "torch", "jax"):
+    for backend in ("numpy_fast", "torch", "jax", "tensorflow"):
         if backend != "numpy_fast":
             pytest.importorskip(backend)
         image_cases.conv_layout_roundtrip(backend)

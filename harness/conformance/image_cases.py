@@ -48,7 +48,7 @@ def _table(layers: list[dict], integer: bool = False, **model: object) -> dict:
     return {"name": "conformance_image", "seed": SEED, "data": _data(integer),
             "model": {"layers": [*layers, {"type": "flatten"},
                                  {"size": 2, "activation": "identity"}], **model},
-            "loss": {"name": "mse"}, "optimizer": {"name": "momentum"},
+            "loss": {"name": "mse"}, "optimizer": {"name": "sgd"},
             "training": {"learning_rate": 0.05, "batch_size": 6, "steps": 3}}
 
 
