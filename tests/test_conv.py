@@ -512,3 +512,18 @@ def test_a_conv_bench_step_runs_for_numpy_fast() -> None:
     backend = NumpyFast(spec)
     backend.load(params.initial_params(spec))
     assert np.isfinite(backend.train_step(suite.bench_batch(shape, "float64")))
+
+
+def test_finite_differences_check_split_ties_and_leave_first_ties_unresolved() -> None:
+    """At exact ties the central difference is the mean of the one-sided slopes: `split`'s
+    gradient passes exactly; `first`'s, with several windows tied at once, can lie outside
+    the loss's one-sided slopes, so the oracle calls that tensor unresolved, not failed, and
+    only where the network has a max-pool under `first`."""
+    statuses = {rule: {c.parameter: c.status
+                       for c in oracle.check_at_start(NumpyTextbook, ties_spec(rule))}
+                for rule in ("first", "split")}
+    assert statuses["split"]["W0"] == "ok" and statuses["first"]["W0"] == "unresolved"
+    assert statuses["first"]["W3"] == statuses["split"]["W3"] == "ok"
+    assert oracle.ties_unresolvable(ties_spec("first"))
+    assert not oracle.ties_unresolvable(ties_spec("split"))
+    assert not oracle.ties_unresolvable(conv_spec(AVG_STACK))
