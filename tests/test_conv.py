@@ -527,3 +527,16 @@ def test_finite_differences_check_split_ties_and_leave_first_ties_unresolved() -
     assert oracle.ties_unresolvable(ties_spec("first"))
     assert not oracle.ties_unresolvable(ties_spec("split"))
     assert not oracle.ties_unresolvable(conv_spec(AVG_STACK))
+
+
+def test_the_verdict_says_why_a_tied_tensor_is_unresolved() -> None:
+    import math
+
+    import pandas as pd
+
+    from harness.verify import verdict
+    rows = pd.DataFrame({"parameter": ["W0", "W3"], "status": ["unresolved", "ok"],
+                         "max_rel_err": [7.5e-3, 1e-10], "resolution": [math.inf, 1e-9],
+                         "tolerance": [math.inf, 1e-7], "kinks": [8, 0], "step": [0, 0]})
+    check = verdict._oracle(rows, "numpy", None)
+    assert check.status == "unresolved" and "max-pool ties under pool_ties=first" in check.detail
