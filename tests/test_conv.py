@@ -540,3 +540,14 @@ def test_the_verdict_says_why_a_tied_tensor_is_unresolved() -> None:
                          "tolerance": [math.inf, 1e-7], "kinks": [8, 0], "step": [0, 0]})
     check = verdict._oracle(rows, "numpy", None)
     assert check.status == "unresolved" and "max-pool ties under pool_ties=first" in check.detail
+
+
+def test_preflight_counts_a_conv_nets_parameters_and_work() -> None:
+    """The memory and time estimate reads kernels, not units x units: 3x2x3x3 + 3 and
+    2x3x2x2 + 2 and 8x2 + 2 parameters; a conv's work is its outputs times C k k."""
+    from harness.preflight.memory import Shape
+    from harness.spec.layers import param_count
+    spec = conv_spec(STACK)
+    shape = Shape.of(spec)
+    assert shape.params == param_count(spec.model.layers) == 57 + 26 + 18
+    assert shape.weights == 3 * 4 * 4 * 2 * 9 + 2 * 3 * 3 * 3 * 4 + 2 * 2 * 2 * 4 + 8 * 2

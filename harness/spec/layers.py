@@ -74,6 +74,18 @@ def fans(layer: Layer) -> tuple[int, int]:
     return w_shape[0], w_shape[1]
 
 
+def macs(layer: Layer) -> int:
+    """Multiply-adds of the layer's forward pass per sample: fan_in x fan_out for a dense
+    layer, every output times its receptive field for a conv (C k k) or a pool (k k), none
+    for flatten. What a step's time and the pre-flight estimate scale with."""
+    if layer.kind == "dense":
+        return layer.in_shape[0] * layer.size
+    if layer.kind == "flatten":
+        return 0
+    field = layer.kernel * layer.kernel * (layer.in_shape[0] if layer.kind == "conv2d" else 1)
+    return layer.size * field
+
+
 def param_count(layers: list[Layer] | tuple[Layer, ...]) -> int:
     """Weights and biases of the whole network."""
     return sum(math.prod(w) + math.prod(b) for w, b in map(param_shapes, layers))
