@@ -378,6 +378,7 @@ def test_conformance_image_cases_pass_for_every_backend_that_declares_them() -> 
         image_cases.conv_layout_roundtrip(backend)
         image_cases.conv_padding(backend)
         image_cases.pooling(backend)
+        image_cases.image_trace(backend)
 
 
 def test_a_backend_without_image_layers_is_skipped_with_the_reason() -> None:
@@ -421,6 +422,8 @@ CORRECT_IM2COL, CORRECT_COL2IM = fast_conv.im2col, fast_conv.col2im
 PORT_ERRORS = {
     "tie_routed_split": ("implementations.numpy_fast.image", _SplitsInFast(), "pooling",
                          r"gradient: W0 rel err"),
+    "tie_routed_split_in_the_trace": ("implementations.numpy_fast.image", _SplitsInFast(),
+                                      "image_trace", r"da0 vs numpy: rel err"),
     "nhwc_read_as_nchw": ("implementations.im2col.im2col", _nhwc_cols, "conv_padding",
                           r"loss vs numpy"),
     "kernel_unflipped_in_dx": ("implementations.im2col.col2im", _unflipped_col2im,

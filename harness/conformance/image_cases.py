@@ -16,12 +16,17 @@ from harness import params
 from harness.conformance.candidates import SEED
 from harness.conformance.cases import (
     REFERENCE,
+    _backward_tensors,
     _batches,
     _close,
+    _forward_tensors,
     _fresh,
     _identical,
     _not_the_reference,
     _pick,
+    _traced,
+    _versus,
+    _well_formed,
     _within,
 )
 from harness.parity import tolerances
@@ -105,3 +110,21 @@ def pooling(name: str, dtype: str = "float64") -> str:
     """Overlapping max-pool windows with exact ties (routed by the spec's pool_ties) and an
     average pool, against the reference."""
     return _versus_reference(name, "pooling", dtype)
+
+
+def image_trace(name: str, dtype: str = "float64") -> str:
+    """The layer trace of the pooling spec (conv, overlapping max-pool with ties, average
+    pool, flatten, dense) against the reference's: every z, a, dJ/dz, dJ/da (rows, units)
+    in C, H, W order, a tie's dJ/da routed by the spec's rule, and the gradients."""
+    _not_the_reference(name)
+    spec = image_spec(name, "pooling", dtype)
+    bounds, batch = tolerances(spec), _batches(spec, 1)[0]
+    got = _traced(_fresh(name, spec), batch)
+    want = _fresh(REFERENCE, spec).trace(batch)
+    _well_formed(name, got, spec, batch)
+    errs = _versus(_forward_tensors(got), _forward_tensors(want), bounds.grad_rtol)
+    errs["loss"] = _close(f"loss vs {REFERENCE}", got.loss, want.loss, bounds.value_rtol)
+    errs.update(_versus(_backward_tensors(got), _backward_tensors(want), bounds.grad_rtol))
+    where = max(errs, key=errs.__getitem__)
+    return f"{dtype}: {len(errs)} tensors, max rel err {errs[where]:.1e} ({where}, " \
+           f"tolerance {bounds.grad_rtol:.1e})"

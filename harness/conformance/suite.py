@@ -85,6 +85,7 @@ CASES: tuple[Case, ...] = (
     Case("conv_layout_roundtrip", image_cases.conv_layout_roundtrip),
     *(Case(f"conv_padding_{d}", partial(image_cases.conv_padding, dtype=d)) for d in DTYPES),
     *(Case(f"pooling_{d}", partial(image_cases.pooling, dtype=d)) for d in DTYPES),
+    *(Case(f"image_trace_{d}", partial(image_cases.image_trace, dtype=d)) for d in DTYPES),
 )
 
 
