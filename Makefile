@@ -27,9 +27,13 @@ run: $(STAMP)
 
 # Regenerate every committed result: each experiment, its plots and report, and the benchmark.
 EXPERIMENTS := $(basename $(notdir $(wildcard experiments/*.toml)))
+# Experiments whose honest verdict is "not compared" (exit 3): pool_ties' `first` point, whose
+# tied max-pool gradients finite differences cannot check (docs/convolutions.md).
+NOT_COMPARED := pool_ties
 results: $(STAMP)
 	for e in $(EXPERIMENTS); do \
-	  $(BIN)/harness run experiments/$$e.toml --quiet && \
+	  $(BIN)/harness run experiments/$$e.toml --quiet; rc=$$?; \
+	  { [ $$rc -eq 0 ] || { [ $$rc -eq 3 ] && echo " $(NOT_COMPARED) " | grep -q " $$e "; }; } && \
 	  $(BIN)/harness plot results/$$e >/dev/null && \
 	  $(BIN)/harness report results/$$e || exit 1; \
 	done

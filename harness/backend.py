@@ -81,9 +81,13 @@ class Capabilities:
     dtypes: frozenset[str] = frozenset(DTYPES)
     devices: frozenset[str] = frozenset({"cpu"})
     dropout: bool = True
+    # the spec's layer types it runs (harness.spec.LAYER_TYPES); dense only unless declared,
+    # so a backend written before convolutions is skipped on them with the reason
+    layer_types: frozenset[str] = frozenset({"dense"})
     # (spec field, value) pairs the backend cannot express exactly, with the reason why. A
-    # field is "section.key" ("optimizer.bias_correction", "loss.l2") or "layer.key" (any
-    # layer); a pair applies only where the spec reads that field (see `read_values`).
+    # field is "section.key" ("optimizer.bias_correction", "loss.l2", "model.pool_ties") or
+    # "layer.key" (any layer); a pair applies only where the spec reads that field (see
+    # `read_values`).
     conventions: dict[tuple[str, object], str] = field(default_factory=dict)
     # rules across fields that the backend's own `unsupported` checks, in words, so that
     # `harness backends` can show them (e.g. "one activation for every hidden layer")
@@ -174,6 +178,7 @@ class Backend(abc.ABC):
             ("device", device, caps.devices),
             ("loss", spec.loss.name, caps.losses),
             ("optimizer", spec.optimizer.name, caps.optimizers),
+            *(("layer type", layer.kind, caps.layer_types) for layer in spec.model.layers),
             *(("activation", layer.activation, caps.activations) for layer in spec.model.layers),
         ]
         for what, value, allowed in checks:
@@ -204,6 +209,9 @@ def read_values(spec: Spec, path: str) -> list[object]:
         return [getattr(layer, key) for layer in spec.model.layers if _layer_reads(layer, key)]
     if section == "optimizer" and not _optimizer_reads(spec.optimizer.name, key):
         return []
+    if path == "model.pool_ties" and not any(layer.kind == "maxpool2d"
+                                             for layer in spec.model.layers):
+        return []
     return [getattr(getattr(spec, section), key)]
 
 
@@ -218,8 +226,10 @@ def _layer_reads(layer: Layer, key: str) -> bool:
 
 
 def trainable_mask(spec: Spec) -> list[tuple[bool, bool]]:
-    """Which (W, b) tensors the optimizer updates: all weights, biases unless frozen."""
-    return [(True, layer.trainable_bias) for layer in spec.model.layers]
+    """Which (W, b) tensors the optimizer updates: all weights, biases unless frozen; the
+    two empty arrays of a layer without parameters (a pool, flatten) count as frozen."""
+    return [(layer.has_params, layer.has_params and layer.trainable_bias)
+            for layer in spec.model.layers]
 
 
 def frozen_flags(spec: Spec) -> list[bool]:

@@ -135,8 +135,10 @@ def _parser() -> argparse.ArgumentParser:
                                    "fraction of the roofline and ratio to the fastest backend; "
                                    "write results/bench/.")
     b.add_argument("--shapes", type=lambda s: s.split(","), metavar="SIZES:BATCH,...",
-                   help="e.g. 784-256-256-10:128,1024-1024-1024-10:512 (default: a grid "
-                        "from 64-64-10:32 to 2048-wide and 8-deep nets)")
+                   help="e.g. 784-256-256-10:128,1024-1024-1024-10:512, or conv shapes "
+                        "conv:CxHxW-FcK-...-CLASSES:BATCH like conv:3x16x16-16c3-32c3-10:64 "
+                        "(default: a grid from 64-64-10:32 to 2048-wide and 8-deep nets, and "
+                        "two conv nets)")
     b.add_argument("--dtypes", type=lambda s: s.split(","), default=["float32", "float64"],
                    help="comma-separated (default: float32,float64)")
     b.add_argument("--backends", type=lambda s: [x for x in s.split(",") if x],

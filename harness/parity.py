@@ -363,7 +363,7 @@ def summarize(rec: Record) -> dict:
     """The verdict of one variant plus what happened to each backend."""
     frames = rec.frames()
     out = {"variant": rec.spec.variant, "dtype": rec.spec.dtype, "backends": rec.backends,
-           "skipped": rec.skipped}
+           "skipped": rec.skipped, "layers": [layer.kind for layer in rec.spec.model.layers]}
     if not rec.backends:
         return {**out, **verdict.decide([], [], None), "checks": [], "odd_one_out": None,
                 "divergence": None, "diagnosis": {}}

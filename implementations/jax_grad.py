@@ -18,7 +18,7 @@ from harness import optim
 from harness.backend import Backend, Capabilities, Operands, Products, Trace, trainable_mask
 from harness.data import Batch
 from harness.params import Params
-from harness.spec import LOGIT_LOSSES, Layer, Spec
+from harness.spec import LAYER_TYPES, LOGIT_LOSSES, Layer, Spec
 
 if TYPE_CHECKING:
     import jax
@@ -47,25 +47,49 @@ def _activate(layer: Layer, z: jax.Array) -> jax.Array:
     return functions[layer.activation](z)
 
 
+def _linear(layer: Layer, w: jax.Array, b: jax.Array, h: jax.Array) -> jax.Array:
+    """z of one layer: h @ w + b; the conv by lax.conv_general_dilated told the canonical
+    layouts (images NCHW, kernels OIHW = (filters, channels, kh, kw)), so nothing is
+    transposed; pools by lax.reduce_window over the (1, 1, k, k) window; flatten in C, H, W
+    order."""
+    import jax
+    import jax.numpy as jnp
+
+    lax, highest = jax.lax, jax.lax.Precision.HIGHEST
+    strides, window = (1, 1, layer.stride, layer.stride), (1, 1, layer.kernel, layer.kernel)
+    if layer.kind == "conv2d":
+        z = lax.conv_general_dilated(h, w, (layer.stride, layer.stride), [(layer.pad,) * 2] * 2,
+                                     dimension_numbers=("NCHW", "OIHW", "NCHW"),
+                                     precision=highest)
+        return z + b[None, :, None, None]
+    if layer.kind == "maxpool2d":
+        return lax.reduce_window(h, np.array(-np.inf, h.dtype), lax.max, window, strides,
+                                 "VALID")
+    if layer.kind == "avgpool2d":
+        total = lax.reduce_window(h, np.array(0, h.dtype), lax.add, window, strides, "VALID")
+        return total / jnp.array(layer.kernel * layer.kernel, h.dtype)
+    if layer.kind == "flatten":
+        return h.reshape(h.shape[0], -1)
+    return jnp.matmul(h, w, precision=highest) + b
+
+
 def _forward(layers: tuple[Layer, ...], params: list, x: jax.Array, masks: tuple,
              nudges: tuple | None = None) -> tuple[list, list]:
     """z_l and a_l = f(z_l) of every layer (the last: logits and outputs); masks[i] (inverted
-    dropout, already scaled) multiplies layer i's activation when present. `nudges`, two lists
-    of arrays added to every z_l and a_l, are zeros whose gradients are dJ/dz_l and dJ/da_l
-    (the trace); without them nothing is added."""
-    import jax
-
-    h, zs, acts = x, [], []
+    dropout, already scaled, (n, units)) multiplies layer i's activation when present.
+    `nudges`, two lists of (n, units) arrays added to every z_l and a_l, are zeros whose
+    gradients are dJ/dz_l and dJ/da_l (the trace); without them nothing is added."""
+    h, zs, acts = x.reshape(x.shape[0], *layers[0].in_shape), [], []
     for i, (layer, (w, b)) in enumerate(zip(layers, params, strict=True)):
-        z = jax.numpy.matmul(h, w, precision=jax.lax.Precision.HIGHEST) + b
+        z = _linear(layer, w, b, h)
         if nudges:
-            z = z + nudges[0][i]
+            z = z + nudges[0][i].reshape(z.shape)
         a = _activate(layer, z)
         if nudges:
-            a = a + nudges[1][i]
+            a = a + nudges[1][i].reshape(a.shape)
         zs.append(z)
         acts.append(a)
-        h = a * masks[i] if masks and masks[i] is not None else a
+        h = a * masks[i].reshape(a.shape) if masks and masks[i] is not None else a
     return zs, acts
 
 
@@ -147,7 +171,11 @@ class JaxGrad(Backend):
 
     name: ClassVar[str] = "jax"
     framework: ClassVar[str | None] = "jax"
-    capabilities: ClassVar[Capabilities] = Capabilities(devices=frozenset({"cpu", "cuda"}))
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        devices=frozenset({"cpu", "cuda"}), layer_types=frozenset(LAYER_TYPES),
+        conventions={("model.pool_ties", "split"):
+                     "the gradient of lax.reduce_window's max is select_and_scatter_add with "
+                     "a >= select: a tied window's gradient goes to the first maximum only"})
 
     def __init__(self, spec: Spec, device: str = "cpu") -> None:
         super().__init__(spec, device)
@@ -232,7 +260,7 @@ class JaxGrad(Backend):
         last = len(zs) - 1
         return Trace(x=x.copy(), masks=tuple(None if m is None else m.copy()
                                              for m in masks or (None,) * len(zs)),
-                     z=tuple(map(np.array, zs)), a=tuple(map(np.array, acts)),
+                     z=tuple(map(_units, zs)), a=tuple(map(_units, acts)),
                      loss=float(value),
                      da=tuple(None if i == last and self.spec.loss.name in LOGIT_LOSSES
                               else np.array(d) for i, d in enumerate(da)),
@@ -336,3 +364,8 @@ class JaxGrad(Backend):
         kernel = "Eigen contraction (XLA_FLAGS may route it to oneDNN)" if platform == "cpu" \
             else platform
         return f"jaxlib {jaxlib.__version__}: XLA:{platform.upper()} dot, {kernel}"
+
+
+def _units(array: jax.Array) -> np.ndarray:
+    """A layer's array as the trace holds it: (n, units), units in C, H, W order."""
+    return np.array(array).reshape(array.shape[0], -1)

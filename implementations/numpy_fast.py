@@ -20,6 +20,12 @@ What is tuned:
 - plain SGD folds the learning rate into the output delta (backprop is linear in it), and
   large weight matrices take their step inside the GEMM that computes their gradient
   (implementations.blas: C += alpha A B).
+
+Image layers keep the workspace flat, (rows, units) in C, H, W order like the textbook's
+trace, and read it as NCHW views: conv2d is im2col and one GEMM each way
+(`implementations.im2col`), the pools are the textbook's (already vectorised over samples and
+channels: a handful of k x k offsets), flatten is a copy. Activations, dropout and the
+optimizer are the dense code unchanged.
 """
 
 from __future__ import annotations
@@ -29,11 +35,12 @@ from typing import ClassVar
 import numpy as np
 
 from harness import optim
-from harness.backend import Backend, Trace, trainable_flags
+from harness.backend import Backend, Capabilities, Trace, trainable_flags
 from harness.data import Batch
 from harness.params import Params
-from harness.spec import Layer, Optimizer, Spec
-from implementations import blas
+from harness.spec import LAYER_TYPES, Layer, Optimizer, Spec
+from implementations import blas, im2col
+from implementations import textbook_layers as image
 
 # Weight matrices from this many entries descend inside their GEMM: below it the ctypes call
 # costs more than the update pass it saves (measurements: docs/benchmarking.md).
@@ -251,6 +258,7 @@ class NumpyFast(Backend):
 
     name: ClassVar[str] = "numpy_fast"
     framework: ClassVar[str | None] = "numpy"
+    capabilities: ClassVar[Capabilities] = Capabilities(layer_types=frozenset(LAYER_TYPES))
 
     def __init__(self, spec: Spec, device: str = "cpu") -> None:
         super().__init__(spec, device)
@@ -258,6 +266,7 @@ class NumpyFast(Backend):
         self.trainable = trainable_flags(spec)
         self.dtype = np.dtype(spec.dtype)
         self._spaces: dict[int, Workspace] = {}
+        self._cols: dict[int, np.ndarray] = {}           # conv layer -> im2col of its input
         # plain SGD's weight matrices descend inside their GEMM where NumPy's BLAS is
         # reachable (not with L2: its gradient term is not a product)
         self._descend = None if spec.loss.l2 else blas.accumulator(self.dtype)
@@ -282,12 +291,48 @@ class NumpyFast(Backend):
         """Fills z, a and h (the dropped-out output) of every layer."""
         ws, h = self._space(len(x)), x
         for i, layer in enumerate(self.layers):
-            z = np.matmul(h, self._flat[2 * i], out=ws.z[i])
-            z += self._flat[2 * i + 1]
+            z = self._linear(i, h, ws.z[i])
             h = activate(layer, z, ws.a[i], ws.scratch[i])
             if masks and masks[i] is not None:
                 h = np.multiply(h, masks[i], out=ws.h[i])
         return ws
+
+    def _linear(self, i: int, h: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """z_i into `out` (rows, units) from h_{i-1} (rows, units): h @ W + b, or the image
+        layer on NCHW views of both (the conv keeps its im2col for the backward pass)."""
+        layer, W, b = self.layers[i], self._flat[2 * i], self._flat[2 * i + 1]
+        if layer.kind == "dense":
+            np.matmul(h, W, out=out)
+            out += b
+            return out
+        x, z = _nchw(h, layer.in_shape), _nchw(out, layer.out_shape)
+        if layer.kind == "conv2d":
+            self._cols[i] = im2col.im2col(layer, x)
+            im2col.conv_forward(layer, self._cols[i], W, b, z)
+        elif layer.kind == "flatten":
+            np.copyto(out, h)
+        else:
+            np.copyto(z, image.pool_forward(layer, x))
+        return out
+
+    def _input_grad(self, i: int, delta: np.ndarray, ws: Workspace, h: np.ndarray,
+                    out: np.ndarray) -> np.ndarray:
+        """dJ/dh_{i-1} = delta_i W_i^T, or the image layer's input gradient, into `out`."""
+        layer, W = self.layers[i], self._flat[2 * i]
+        if layer.kind == "dense":
+            return np.matmul(delta, W.T, out=out)
+        x, d, dx = (_nchw(h, layer.in_shape), _nchw(delta, layer.out_shape),
+                    _nchw(out, layer.in_shape))
+        if layer.kind == "conv2d":
+            im2col.conv_backward(layer, x.shape, self._cols[i], W, d, None, None, dx)
+        elif layer.kind == "flatten":
+            np.copyto(out, delta)
+        elif layer.kind == "avgpool2d":
+            np.copyto(dx, image.avgpool_backward(layer, x, d))
+        else:
+            z = _nchw(ws.z[i], layer.out_shape)
+            np.copyto(dx, image.maxpool_backward(layer, x, z, d, self.spec.model.pool_ties))
+        return out
 
     def _inputs(self, i: int, x: np.ndarray, ws: Workspace, masks: tuple) -> np.ndarray:
         """h_{i-1}: what layer i multiplied by its W."""
@@ -295,12 +340,30 @@ class NumpyFast(Backend):
             return x
         return ws.h[i - 1] if masks and masks[i - 1] is not None else ws.a[i - 1]
 
-    def _delta_below(self, i: int, delta: np.ndarray, ws: Workspace, masks: tuple) -> None:
+    def _delta_below(self, i: int, delta: np.ndarray, ws: Workspace, h: np.ndarray,
+                     masks: tuple) -> None:
         """delta_{i-1} = (delta_i W_i^T) * mask_{i-1} * f'_{i-1}(z_{i-1}), into ws.delta[i-1]."""
-        below = np.matmul(delta, self._flat[2 * i].T, out=ws.delta[i - 1])
+        below = self._input_grad(i, delta, ws, h, ws.delta[i - 1])
         if masks and masks[i - 1] is not None:
             below *= masks[i - 1]                                   # dropped units pass nothing
         activation_grad(self.layers[i - 1], below, ws.z[i - 1], ws.a[i - 1], ws.scratch[i - 1])
+
+    def _weight_grads(self, i: int, delta: np.ndarray, h: np.ndarray,
+                      descend: blas.AddProduct | None) -> None:
+        """dJ/dW_i and dJ/db_i (a frozen bias keeps its zeros) into self._grads, or a large
+        dense W's descent inside its GEMM; nothing for a layer without parameters."""
+        layer, W, bias = self.layers[i], self._flat[2 * i], self.trainable[2 * i + 1]
+        if layer.kind == "conv2d":
+            im2col.conv_backward(layer, (), self._cols[i], W, _nchw(delta, layer.out_shape),
+                                 self._grads[2 * i], self._grads[2 * i + 1] if bias else None,
+                                 None)
+        elif layer.kind == "dense":
+            if bias:
+                delta.sum(axis=0, out=self._grads[2 * i + 1])      # dL/db = sum_n delta
+            if descends_in_gemm(W, descend):
+                descend(W, h.T, delta, -1.0)                        # W -= h^T delta
+            else:
+                np.matmul(h.T, delta, out=self._grads[2 * i])       # dL/dW = h^T delta
 
     def _loss_and_grads(self, batch: Batch, scale: float = 1.0,
                         descend: blas.AddProduct | None = None) -> float:
@@ -316,14 +379,9 @@ class NumpyFast(Backend):
             ws.delta[last] *= self.dtype.type(scale)
         for i in range(last, -1, -1):
             delta, h = ws.delta[i], self._inputs(i, batch.x, ws, batch.masks)
-            if self.trainable[2 * i + 1]:
-                delta.sum(axis=0, out=self._grads[2 * i + 1])       # dL/db = sum_n delta
             if i > 0:                                               # before W_i changes:
-                self._delta_below(i, delta, ws, batch.masks)        # it needs the old W_i
-            if descends_in_gemm(self._flat[2 * i], descend):
-                descend(self._flat[2 * i], h.T, delta, -1.0)        # W -= h^T delta
-            else:
-                np.matmul(h.T, delta, out=self._grads[2 * i])       # dL/dW = h^T delta
+                self._delta_below(i, delta, ws, h, batch.masks)     # it needs the old W_i
+            self._weight_grads(i, delta, h, descend)
         l2 = self.spec.loss.l2
         if l2:
             weights = self._flat[0::2]
@@ -345,7 +403,9 @@ class NumpyFast(Backend):
         ws, masks, last = self._space(len(batch.x)), batch.masks, len(self.layers) - 1
         d_a = []
         for i in range(last):
-            dh = ws.delta[i + 1] @ self._flat[2 * (i + 1)].T
+            dh = self._input_grad(i + 1, ws.delta[i + 1], ws,
+                                  self._inputs(i + 1, batch.x, ws, masks),
+                                  np.empty_like(ws.a[i]))
             d_a.append(dh * masks[i] if masks and masks[i] is not None else dh)
         n, k = batch.y.shape
         err = ws.a[last] - batch.y
@@ -383,3 +443,8 @@ class NumpyFast(Backend):
         value = loss_and_delta(self.spec.loss.name, ws.z[last], ws.a[last], batch.y,
                                self.layers[last], ws.delta[last], ws.scratch[last])
         return value, ws.a[last].copy()
+
+
+def _nchw(rows: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A flat (rows, units) workspace array as the layer's (rows, *shape) view."""
+    return rows.reshape(len(rows), *shape)

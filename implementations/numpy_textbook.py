@@ -21,6 +21,12 @@ Backward: the chain rule carries delta_l = dJ/dz_l from the output down to the i
     delta_{l-1} = dJ/dh_{l-1} * m_{l-1} * f'_{l-1}(z_{l-1})
 
 Update: `harness.optim.update`, the spec's optimizer maths, applied to [W_1, b_1, W_2, ...].
+
+Image layers (conv2d, pools, flatten; `textbook_layers.py`) replace the two lines that use
+W_l: z_l = layer_l(h_{l-1}) forward, and dJ/dW_l, dJ/db_l, dJ/dh_{l-1} from delta_l backward,
+everything else (activation, dropout, delta) unchanged, elementwise on NCHW arrays. The input
+x is reshaped to the first layer's (C, H, W); every tensor that leaves the backend (the
+trace's z, a, dJ/dz, dJ/da, the masks it reads) is (n, units) with units in C, H, W order.
 """
 
 from __future__ import annotations
@@ -30,14 +36,15 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 
 from harness import optim
-from harness.backend import Backend, Trace, trainable_flags
+from harness.backend import Backend, Capabilities, Trace, trainable_flags
 from harness.data import Batch
 from harness.params import Params, flatten
-from harness.spec import Layer, Spec
+from harness.spec import LAYER_TYPES, Layer, Spec
+from implementations import textbook_layers as image
 
 
 class Cache(NamedTuple):
-    """What the backward pass needs from the forward pass of layer l."""
+    """What the backward pass needs from the forward pass of layer l (NCHW for an image)."""
     h_in: np.ndarray            # h_{l-1}, the input the layer multiplied by W_l
     z: np.ndarray               # z_l
     a: np.ndarray               # a_l = f_l(z_l)
@@ -119,6 +126,39 @@ def loss_and_output_delta(loss: str, out: Layer, z: np.ndarray, a: np.ndarray,
     return float(value), dloss_da * activation_derivative(out, z, a), dloss_da
 
 
+def linear(layer: Layer, h: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """z_l of layer l from its input h_{l-1}."""
+    if layer.kind == "dense":
+        return h @ W + b
+    if layer.kind == "conv2d":
+        return image.conv_forward(layer, h, W, b)
+    if layer.kind == "flatten":
+        return h.reshape(len(h), -1)                     # C, H, W order
+    return image.pool_forward(layer, h)
+
+
+def linear_backward(layer: Layer, cache: Cache, W: np.ndarray, delta: np.ndarray,
+                    ties: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dJ/dW_l, dJ/db_l, dJ/dh_{l-1}) from delta_l: empty gradients for a layer without
+    parameters (the trainable-bias rule and L2 are the caller's)."""
+    h = cache.h_in
+    none = np.zeros(0, delta.dtype)
+    if layer.kind == "dense":
+        return h.T @ delta, delta.sum(axis=0), delta @ W.T
+    if layer.kind == "conv2d":
+        return image.conv_backward(layer, h, W, delta)
+    if layer.kind == "flatten":
+        return none, none, delta.reshape(h.shape)
+    if layer.kind == "avgpool2d":
+        return none, none, image.avgpool_backward(layer, h, delta)
+    return none, none, image.maxpool_backward(layer, h, cache.z, delta, ties)
+
+
+def units(array: np.ndarray) -> np.ndarray:
+    """(n, ...) as (n, units) in C, H, W order: how a trace shows every layer."""
+    return array.reshape(len(array), -1)
+
+
 def pairs(tensors: tuple[np.ndarray, ...]) -> Params:
     """[W_1, b_1, W_2, b_2, ...] back into [(W_1, b_1), (W_2, b_2), ...]."""
     return list(zip(tensors[0::2], tensors[1::2], strict=True))
@@ -129,6 +169,7 @@ class NumpyTextbook(Backend):
 
     name: ClassVar[str] = "numpy"
     framework: ClassVar[str | None] = "numpy"
+    capabilities: ClassVar[Capabilities] = Capabilities(layer_types=frozenset(LAYER_TYPES))
 
     def __init__(self, spec: Spec, device: str = "cpu") -> None:
         super().__init__(spec, device)
@@ -153,11 +194,12 @@ class NumpyTextbook(Backend):
 
     def forward(self, x: np.ndarray, masks: tuple) -> list[Cache]:
         """One Cache per layer, input to output; `masks` is () when nothing is dropped."""
-        caches, h = [], x
+        caches, h = [], x.reshape(len(x), *self.layers[0].in_shape)
         masks = masks or (None,) * len(self.layers)
         for layer, (W, b), mask in zip(self.layers, self.weights, masks, strict=True):
-            z = h @ W + b
+            z = linear(layer, h, W, b)
             a = activation(layer, z)
+            mask = None if mask is None else mask.reshape(a.shape)
             caches.append(Cache(h, z, a, mask))
             h = a if mask is None else a * mask
         return caches
@@ -166,16 +208,17 @@ class NumpyTextbook(Backend):
         """dJ/dW_l, dJ/db_l, delta_l and dJ/da_l from delta_N by the chain rule, from the
         output layer down (the code's layer i is the notation's l = i + 1)."""
         l2, grads, deltas, d_a = self.spec.loss.l2, [], [delta], [None]
+        ties = self.spec.model.pool_ties
         for i in reversed(range(len(self.layers))):
-            (W, b), layer, h_in = self.weights[i], self.layers[i], caches[i].h_in
-            dW = h_in.T @ delta
+            (W, b), layer = self.weights[i], self.layers[i]
+            dW, db, dh = linear_backward(layer, caches[i], W, delta, ties)
             if l2:
                 dW = dW + l2 * W                                   # d/dW of l2/2 ||W||^2
-            db = delta.sum(axis=0) if layer.trainable_bias else np.zeros_like(b)
+            if not layer.trainable_bias:
+                db = np.zeros_like(b)
             grads.append((dW, db))
             if i > 0:
-                below = caches[i - 1]
-                dh = delta @ W.T                                   # dJ/dh_{l-1}
+                below = caches[i - 1]                              # dh = dJ/dh_{l-1}
                 if below.mask is not None:
                     dh = dh * below.mask                           # dropped units pass nothing
                 delta = dh * activation_derivative(self.layers[i - 1], below.z, below.a)
@@ -193,9 +236,10 @@ class NumpyTextbook(Backend):
         if l2:
             value += float(0.5 * l2 * sum(np.sum(W * W) for W, _ in self.weights))
         back = self.backward(caches, delta)
-        return Trace(x=batch.x, masks=tuple(c.mask for c in caches),
-                     z=tuple(c.z for c in caches), a=tuple(c.a for c in caches), loss=value,
-                     da=(*back.d_a[:-1], d_out), dz=tuple(back.delta), grads=back.grads)
+        return Trace(x=batch.x, masks=batch.masks or (None,) * len(caches),
+                     z=tuple(units(c.z) for c in caches), a=tuple(units(c.a) for c in caches),
+                     loss=value, da=(*map(units, back.d_a[:-1]), d_out),
+                     dz=tuple(map(units, back.delta)), grads=back.grads)
 
     def loss_and_grads(self, batch: Batch) -> tuple[float, Params]:
         traced = self.trace(batch)

@@ -50,15 +50,16 @@ class TemplateBackend(Backend):
     `capabilities` says which spec options this backend runs; the harness skips (with the
     reason) any spec outside them instead of crashing halfway. Narrow the defaults (everything
     the spec can say) to what the framework really does, e.g. `dropout=False`, or a subset of
-    `activations`; list in `conventions` the (spec field, value) pairs it cannot express
-    exactly, with the reason, e.g. `{("optimizer.eps_placement", "inside"): "eps is always
-    added after the square root"}`. A pair applies only where the spec reads its field: one
-    on `optimizer.bias_correction` (read by adam only) never skips an SGD spec; a layer option
-    is written "layer.<key>" (e.g. "layer.trainable_bias") and checked on every layer that
-    reads it. A rule that is not one field and one value (say, "one activation for all hidden
-    layers") goes in an override of the classmethod `unsupported`: call
-    super().unsupported(spec, device) first, then return your reason or None
-    (plugins/sklearn_backend does this).
+    `activations`; `layer_types` is dense only unless you add conv2d, the pools and flatten
+    (docs/convolutions.md: the canonical layouts to convert from); list in `conventions` the
+    (spec field, value) pairs it cannot express exactly, with the reason, e.g.
+    `{("optimizer.eps_placement", "inside"): "eps is always added after the square root"}`. A
+    pair applies only where the spec reads its field: one on `optimizer.bias_correction` (read
+    by adam only) never skips an SGD spec; a layer option is written "layer.<key>" (e.g.
+    "layer.trainable_bias") and checked on every layer that reads it. A rule that is not one
+    field and one value (say, "one activation for all hidden layers") goes in an override of the
+    classmethod `unsupported`: call super().unsupported(spec, device) first, then return your
+    reason or None (plugins/sklearn_backend does this).
 
     `framework` names the module the backend imports; `harness backends`, meta.json and the
     report show the version of the distribution that installs it (from its metadata, e.g.

@@ -15,7 +15,7 @@ from harness import optim
 from harness.backend import Backend, Capabilities, Operands, Products, Trace, trainable_flags
 from harness.data import Batch
 from harness.params import Params
-from harness.spec import Layer, Spec
+from harness.spec import LAYER_TYPES, Layer, Spec
 
 if TYPE_CHECKING:
     import torch
@@ -37,7 +37,11 @@ class TorchAutograd(Backend):
     framework: ClassVar[str | None] = "torch"
     capabilities: ClassVar[Capabilities] = Capabilities(
         devices=frozenset({"cpu", "cuda"}),
+        layer_types=frozenset(LAYER_TYPES),
         conventions={
+            ("model.pool_ties", "split"):
+                "F.max_pool2d's backward sends a tied window's gradient to the first maximum "
+                "only (its saved argmax index); splitting it has no option",
             ("optimizer.eps_placement", "inside"):
                 "torch.optim.RMSprop and Adam add eps after the square root "
                 "(avg.add_(eps), denom = (sqrt(v) / sqrt(bias_correction2)).add_(eps))",
@@ -122,17 +126,33 @@ class TorchAutograd(Backend):
         return z                                           # identity
 
     def _linear(self, i: int, h: torch.Tensor) -> torch.Tensor:
-        """z = h @ W + b of layer i."""
-        return h @ self._flat[2 * i] + self._flat[2 * i + 1]
+        """z of layer i: h @ W + b, or the conv (kernels (F, C, k, k) and NCHW images are
+        torch's own layout: no conversion), the pool or the flatten (C, H, W order)."""
+        layer, f = self.spec.model.layers[i], self._f
+        w, b = self._flat[2 * i], self._flat[2 * i + 1]
+        if layer.kind == "conv2d":
+            return f.conv2d(h, w, b, stride=layer.stride, padding=layer.pad)
+        if layer.kind == "maxpool2d":
+            return f.max_pool2d(h, layer.kernel, layer.stride)
+        if layer.kind == "avgpool2d":
+            return f.avg_pool2d(h, layer.kernel, layer.stride)
+        if layer.kind == "flatten":
+            return h.reshape(h.shape[0], -1)
+        return h @ w + b
 
     @staticmethod
     def _dropout(a: torch.Tensor, masks: Masks, i: int) -> torch.Tensor:
-        """h = a * mask of layer i, or a where the layer has no dropout."""
-        return a * masks[i] if masks and masks[i] is not None else a
+        """h = a * mask of layer i (the harness's (n, units) mask in a's shape), or a where
+        the layer has no dropout."""
+        return a * masks[i].reshape(a.shape) if masks and masks[i] is not None else a
+
+    def _image(self, x: torch.Tensor) -> torch.Tensor:
+        """The batch's rows in the first layer's input shape (NCHW for an image)."""
+        return x.reshape(x.shape[0], *self.spec.model.layers[0].in_shape)
 
     def _logits(self, x: torch.Tensor, masks: Masks) -> torch.Tensor:
         """Output-layer z: hidden layers are activated and multiplied by their dropout mask."""
-        h, last = x, len(self.spec.model.layers) - 1
+        h, last = self._image(x), len(self.spec.model.layers) - 1
         for i, layer in enumerate(self.spec.model.layers[:last]):
             h = self._dropout(self._activate(layer, self._linear(i, h)), masks, i)
         return self._linear(last, h)
@@ -182,7 +202,7 @@ class TorchAutograd(Backend):
         autograd's dJ/dz and dJ/da besides the parameter gradients. dJ/da of the output layer
         is None where the loss reads only the logits (autograd finds a unused)."""
         x, y, masks = self._inputs(batch)
-        zs, acts, h = [], [], x
+        zs, acts, h = [], [], self._image(x)
         for i, layer in enumerate(self.spec.model.layers):
             zs.append(self._linear(i, h))
             acts.append(self._activate(layer, zs[-1]))
@@ -192,9 +212,9 @@ class TorchAutograd(Backend):
         dz, da = found[:len(zs)], found[len(zs):]
         return Trace(x=_numpy(x), masks=tuple(None if m is None else _numpy(m)
                                               for m in masks or (None,) * len(zs)),
-                     z=tuple(map(_numpy, zs)), a=tuple(map(_numpy, acts)), loss=loss.item(),
-                     da=tuple(None if d is None else _numpy(d) for d in da),
-                     dz=tuple(map(_numpy, dz)), grads=grads)
+                     z=tuple(map(_units, zs)), a=tuple(map(_units, acts)), loss=loss.item(),
+                     da=tuple(None if d is None else _units(d) for d in da),
+                     dz=tuple(map(_units, dz)), grads=grads)
 
     def _held(self, p: torch.Tensor, key: str) -> torch.Tensor | None:
         """torch's buffer `key` of p, None before its first step. SGD with momentum 0 keeps
@@ -308,6 +328,11 @@ class TorchAutograd(Backend):
 def _numpy(tensor: torch.Tensor) -> np.ndarray:
     """A NumPy copy of `tensor` (never a view of the backend's memory or of the batch's)."""
     return tensor.detach().cpu().numpy().copy()
+
+
+def _units(tensor: torch.Tensor) -> np.ndarray:
+    """A layer's tensor as the trace holds it: (n, units), units in C, H, W order."""
+    return _numpy(tensor.reshape(tensor.shape[0], -1))
 
 
 def _pairs(flat: list[np.ndarray]) -> Params:

@@ -19,17 +19,22 @@ EXPERIMENTS = sorted((Path(__file__).resolve().parent.parent / "experiments").gl
 NO_STANDARD_ADAM = "has only the folded bias correction"
 
 
+# numpy_fast's layer types (conv and pools among them), which the subclasses keep
+LAYERS = NumpyFast.capabilities.layer_types
+
+
 class AdamFoldedOnly(NumpyFast):
     """Declares one Adam convention and nothing else."""
     name: ClassVar[str] = "adam_folded_only"
     capabilities: ClassVar[Capabilities] = Capabilities(
+        layer_types=LAYERS,
         conventions={("optimizer.bias_correction", "standard"): NO_STANDARD_ADAM})
 
 
 def declaring(path: str, value: object) -> type[NumpyFast]:
     """A backend that declares the one convention (path, value)."""
     return type("Declares", (NumpyFast,), {"name": "declares", "capabilities": Capabilities(
-        conventions={(path, value): "reason"})})
+        layer_types=LAYERS, conventions={(path, value): "reason"})})
 
 
 def experiment_specs() -> list[Spec]:

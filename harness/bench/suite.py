@@ -3,7 +3,8 @@ roofline for every backend over a grid of shapes, in float32 and float64.
 
 Work per training step is counted as 6 * batch * sum(fan_in * fan_out) flops: three matmuls
 per layer (forward h @ W, weight gradient h^T @ delta, input gradient delta @ W^T), two flops
-per multiply-add.
+per multiply-add. A conv shape (`harness.bench.conv`) counts its im2col products the same way,
+with n oh ow rows, fan_in C k k and fan_out F.
 
 The roofline is the machine's, not one library's: the matrix products a step really needs
 (every layer's forward and weight gradient, and the input gradient of every layer but the
@@ -22,6 +23,8 @@ import numpy as np
 
 from harness.backend import Backend, Operands, Products
 from harness.bench import threads, timing, workers
+from harness.bench.conv import PREFIX as CONV_PREFIX
+from harness.bench.conv import ConvShape
 from harness.data import Batch, rng_for
 from harness.params import initial_params
 from harness.preflight import USABLE_MEMORY_FRACTION, available_memory, size
@@ -40,7 +43,10 @@ from harness.spec.schema import shown
 # (layer sizes, batch): from overhead-bound to matmul-bound, width 64..2048, depth 2..8.
 DEFAULT_SHAPES = ("64-64-10:32", "64-64-64-10:1024", "256-256-256-10:128", "784-256-256-10:128",
                   "512-512-512-512-512-10:256", "1024-1024-1024-10:512", "2048-2048-10:256",
-                  "256-256-256-256-256-256-256-256-10:64")
+                  "256-256-256-256-256-256-256-256-10:64",
+                  # two convs: digits-sized (im2col overhead-bound), and one whose second
+                  # conv's products dominate (each layer within MAX_UNITS outputs)
+                  "conv:1x8x8-16c3-10:256", "conv:3x16x16-16c3-32c3-10:64")
 ROOFLINE = "roofline"
 GEMM = "gemm:"                 # prefix of a library's products: gemm:numpy, gemm:torch, ...
 NUMPY_GEMM = f"{GEMM}numpy"
@@ -64,8 +70,11 @@ class Shape:
     batch: int
 
     @classmethod
-    def parse(cls, text: str) -> Shape:
-        """SIZES:BATCH, e.g. 784-256-256-10:128, within the bounds of a spec's network."""
+    def parse(cls, text: str) -> Shape | ConvShape:
+        """SIZES:BATCH, e.g. 784-256-256-10:128, within the bounds of a spec's network; or a
+        conv shape, conv:CxHxW-FcK-...-CLASSES:BATCH (`harness.bench.conv`)."""
+        if text.startswith(CONV_PREFIX):
+            return ConvShape.parse(text)
         sizes, _, batch = text.partition(":")
         try:
             shape = cls(tuple(int(s) for s in sizes.split("-")), int(batch))
@@ -98,25 +107,50 @@ class Shape:
         return f"{'-'.join(map(str, self.sizes))}:{self.batch}"
 
     @property
+    def inputs(self) -> int:
+        return self.sizes[0]
+
+    @property
+    def classes(self) -> int:
+        return self.sizes[-1]
+
+    @property
+    def units(self) -> int:
+        """Outputs of every layer, per sample."""
+        return sum(self.sizes[1:])
+
+    def layers(self) -> tuple[Layer, ...]:
+        """ReLU hidden layers and a softmax head."""
+        hidden = tuple(Layer(s, "relu", in_shape=(a,), out_shape=(s,))
+                       for a, s in zip(self.sizes[:-2], self.sizes[1:-1], strict=True))
+        return (*hidden, Layer(self.classes, "softmax", in_shape=(self.sizes[-2],),
+                               out_shape=(self.classes,)))
+
+    def gemms(self) -> list[tuple[int, int, int]]:
+        """(rows, fan_in, fan_out) of every layer's products."""
+        return [(self.batch, a, b) for a, b in zip(self.sizes[:-1], self.sizes[1:],
+                                                   strict=False)]
+
+    @property
     def flops(self) -> float:
-        pairs = zip(self.sizes[:-1], self.sizes[1:], strict=False)
-        return 6.0 * self.batch * sum(a * b for a, b in pairs)
+        return 6.0 * sum(r * a * b for r, a, b in self.gemms())
 
 
-def contestant_bytes(shape: Shape, dtype: str, gemm: bool) -> int:
+AnyShape = Shape | ConvShape
+
+
+def contestant_bytes(shape: AnyShape, dtype: str, gemm: bool) -> int:
     """What one contestant holds for one point of the grid, all of them at once: a library's
     products their operands and outputs, (h, W, delta) and (z, dW, dh) per layer; a backend
     its parameters and their gradients, its batch, and the arrays of a step."""
     s = np.dtype(dtype).itemsize
-    pairs = list(zip(shape.sizes[:-1], shape.sizes[1:], strict=False))
     if gemm:
-        return 2 * s * sum(shape.batch * (a + b) + a * b for a, b in pairs)
-    units = sum(shape.sizes[1:])
-    return s * (PARAM_COPIES * shape.params + shape.batch * (shape.sizes[0] + shape.sizes[-1])
-                + WORK_ARRAYS * shape.batch * units)
+        return 2 * s * sum(r * (a + b) + a * b for r, a, b in shape.gemms())
+    return s * (PARAM_COPIES * shape.params + shape.batch * (shape.inputs + shape.classes)
+                + WORK_ARRAYS * shape.batch * shape.units)
 
 
-def bench_memory(shapes: list[Shape], dtypes: list[str], names: list[str],
+def bench_memory(shapes: list[AnyShape], dtypes: list[str], names: list[str],
                  in_process: bool) -> int:
     """Peak bytes of a bench: every contestant builds every point before the rounds start
     and keeps it; each contestant's process (one in all with `in_process`) has its
@@ -135,7 +169,7 @@ def bench_memory(shapes: list[Shape], dtypes: list[str], names: list[str],
         sum(FRAMEWORK_BYTES.get(f, OTHER_FRAMEWORK_BYTES) for f in frameworks)
 
 
-def check_memory(shapes: list[Shape], dtypes: list[str], names: list[str], in_process: bool,
+def check_memory(shapes: list[AnyShape], dtypes: list[str], names: list[str], in_process: bool,
                  available: int | None = None) -> int:
     """The bench's estimated peak bytes; ValueError (one line) where it does not fit in the
     memory this machine has available."""
@@ -149,28 +183,28 @@ def check_memory(shapes: list[Shape], dtypes: list[str], names: list[str], in_pr
     return need
 
 
-def bench_spec(shape: Shape, dtype: str) -> Spec:
-    """A ReLU MLP with a softmax cross-entropy head and plain SGD (the classic benchmark)."""
-    hidden = tuple(Layer(s, "relu") for s in shape.sizes[1:-1])
-    layers = (*hidden, Layer(shape.sizes[-1], "softmax"))
-    return Spec("bench", BENCH_SEED, dtype, Model(shape.sizes[0], layers, "he_normal"),
+def bench_spec(shape: AnyShape, dtype: str) -> Spec:
+    """A ReLU network (dense or conv) with a softmax cross-entropy head and plain SGD (the
+    classic benchmark)."""
+    return Spec("bench", BENCH_SEED, dtype, Model(shape.inputs, shape.layers(), "he_normal"),
                 Loss("cross_entropy"), Optimizer("sgd"),
                 Training(BENCH_LR, shape.batch, steps=1), Data("inline"))
 
 
-def bench_batch(shape: Shape, dtype: str) -> Batch:
+def bench_batch(shape: AnyShape, dtype: str) -> Batch:
     rng = rng_for(BENCH_SEED, "bench")
-    x = rng.normal(size=(shape.batch, shape.sizes[0])).astype(dtype)
-    labels = rng.integers(0, shape.sizes[-1], size=shape.batch)
-    return Batch(x, np.eye(shape.sizes[-1], dtype=dtype)[labels])
+    x = rng.normal(size=(shape.batch, shape.inputs)).astype(dtype)
+    labels = rng.integers(0, shape.classes, size=shape.batch)
+    return Batch(x, np.eye(shape.classes, dtype=dtype)[labels])
 
 
-def operands(shape: Shape, dtype: str) -> list[Operands]:
-    """(h, W, delta) of every layer, drawn by the harness, for the libraries' products."""
+def operands(shape: AnyShape, dtype: str) -> list[Operands]:
+    """(h, W, delta) of every layer's products (a conv's im2col columns, kernels and deltas),
+    drawn by the harness, for the libraries' products."""
     rng = rng_for(BENCH_SEED, "roofline")
     return [tuple(rng.normal(size=s).astype(dtype) for s in
-                  ((shape.batch, fan_in), (fan_in, fan_out), (shape.batch, fan_out)))
-            for fan_in, fan_out in zip(shape.sizes[:-1], shape.sizes[1:], strict=False)]
+                  ((rows, fan_in), (fan_in, fan_out), (rows, fan_out)))
+            for rows, fan_in, fan_out in shape.gemms()]
 
 
 def numpy_products(layers: list[Operands]) -> Products:
@@ -200,7 +234,7 @@ def gemm_contestants(names: list[str]) -> dict[str, str | None]:
     return out
 
 
-def contestant(name: str, shape: Shape, dtype: str, device: str = "cpu") -> timing.Timed:
+def contestant(name: str, shape: AnyShape, dtype: str, device: str = "cpu") -> timing.Timed:
     """A library's products (gemm:numpy, gemm:<backend>), or a backend loaded with initial
     weights stepping on one fixed batch."""
     if name == NUMPY_GEMM:
@@ -216,7 +250,7 @@ def contestant(name: str, shape: Shape, dtype: str, device: str = "cpu") -> timi
     return timing.local(name, lambda: backend.train_step(batch), backend.sync)
 
 
-def bench_grid(names: list[str], points: list[tuple[Shape, str]], protocol: timing.Protocol,
+def bench_grid(names: list[str], points: list[tuple[AnyShape, str]], protocol: timing.Protocol,
                pool: dict[str, workers.Worker] | None = None,
                device: str = "cpu") -> list[dict[str, timing.Timing]]:
     """Timings of every library's products and every backend at each (shape, dtype) point,
@@ -246,7 +280,7 @@ def roofline_library(timings: dict[str, timing.Timing]) -> str:
     return list(gemms)[int(np.bincount(wins).argmax())]
 
 
-def rows(shape: Shape, dtype: str, timings: dict[str, timing.Timing]) -> list[dict]:
+def rows(shape: AnyShape, dtype: str, timings: dict[str, timing.Timing]) -> list[dict]:
     """One tidy row per contestant and one for the roofline at this shape. Every ratio is
     paired: within a round, median over rounds (a ratio of two medians would let the
     machine's drift between rounds into it), with the relative half-width of its 95%
@@ -274,7 +308,7 @@ def rows(shape: Shape, dtype: str, timings: dict[str, timing.Timing]) -> list[di
     return out
 
 
-def sample_rows(shape: Shape, dtype: str, timings: dict[str, timing.Timing]) -> list[dict]:
+def sample_rows(shape: AnyShape, dtype: str, timings: dict[str, timing.Timing]) -> list[dict]:
     """Every sample (the median call time of one round) of every contestant at this shape:
     stored, so that any other statistic can be computed later from the same run."""
     return [{"shape": shape.label, "dtype": dtype, "backend": name, "round": r, "seconds": v}

@@ -28,6 +28,7 @@ from harness.conformance import candidates
 from harness.parity import tolerances
 from harness.registry import backend_class, missing_framework
 from harness.spec import Spec, from_dict
+from harness.spec.layers import param_shapes
 from harness.verify import oracle, phases
 from harness.verify import tolerances as tol
 
@@ -346,11 +347,11 @@ def _well_formed(name: str, t: Trace, spec: Spec, batch: data.Batch) -> None:
     for field in ("masks", "z", "a", "da", "dz", "grads"):
         got = len(getattr(t, field))
         assert got == len(sizes), f"trace.{field}: {got} entries for {len(sizes)} layers"
-    fan_in, rows = [spec.model.inputs, *sizes[:-1]], len(batch.x)
+    shapes, rows = [param_shapes(layer) for layer in spec.model.layers], len(batch.x)
     assert t.x.dtype == dtype, f"x: dtype {t.x.dtype}, expected {dtype}"
     for tensor, x in {**_forward_tensors(t), **_backward_tensors(t)}.items():
         i = phases.layer_of(tensor)
-        shape = {"dW": (fan_in[i], sizes[i]), "db": (sizes[i],)}.get(tensor[:2], (rows, sizes[i]))
+        shape = {"dW": shapes[i][0], "db": shapes[i][1]}.get(tensor[:2], (rows, sizes[i]))
         assert x is None or x.shape == shape, f"{tensor}: shape {x.shape}, expected {shape}"
         assert x is None or x.dtype == dtype, f"{tensor}: dtype {x.dtype}, expected {dtype}"
     bad = [r for r in phases.data_rows(0, name, t, batch) if r["status"] != "ok"]

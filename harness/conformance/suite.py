@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from harness.conformance import candidates
+from harness.conformance import candidates, image_cases
 from harness.conformance.cases import (
     REFERENCE,
     Skip,
@@ -82,6 +82,10 @@ CASES: tuple[Case, ...] = (
     Case("deterministic", deterministic),
     Case("frozen_bias", frozen_bias),
     Case("timing_smoke", timing_smoke),
+    Case("conv_layout_roundtrip", image_cases.conv_layout_roundtrip),
+    *(Case(f"conv_padding_{d}", partial(image_cases.conv_padding, dtype=d)) for d in DTYPES),
+    *(Case(f"pooling_{d}", partial(image_cases.pooling, dtype=d)) for d in DTYPES),
+    *(Case(f"image_trace_{d}", partial(image_cases.image_trace, dtype=d)) for d in DTYPES),
 )
 
 

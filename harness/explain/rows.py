@@ -13,6 +13,7 @@ from harness.backend import Trace
 from harness.explain.text import Item, Row, largest, norm, row, table
 from harness.params import Params
 from harness.spec import LOGIT_LOSSES, Spec
+from harness.spec.layers import describe
 
 SHOWN = 3                                 # units, inputs and weights of a unit shown one by one
 REST = slice(SHOWN, None)
@@ -98,12 +99,49 @@ def items(point: Point) -> list[Item]:
              lambda o: None if o.trace is None else o.trace.loss),
         _row(point, "loss E (train_step's return)", lambda o: o.step_loss)]
     for li in reversed(range(len(point.spec.model.layers))):
-        out += _layer(point, li)
+        dense = point.spec.model.layers[li].kind == "dense"
+        out += _layer(point, li) if dense else _image_layer(point, li)
+    return out
+
+
+# What an image layer computes, in the words of its header line (`h` is its input).
+FORMULAS = {"conv2d": "conv({h}, W{li}) + b{li} (cross-correlation, NCHW, W (F, C, k, k))",
+            "maxpool2d": "max of each window of {h}", "avgpool2d": "mean of each window of {h}",
+            "flatten": "{h} read in C, H, W order"}
+
+
+def _image_layer(point: Point, li: int) -> list[Item]:
+    """A conv, pool or flatten layer: its shapes, its first units (C, H, W order) with their
+    chain rule, norms over the others, and a conv's kernel and bias gradients as norms (a
+    kernel entry is shared by every position: its gradient sums over all of them)."""
+    spec, s = point.spec, point.sample
+    layer = spec.model.layers[li]
+    h = f"h{li - 1}" if li else "x"
+    window = f", kernel {layer.kernel}, stride {layer.stride}" if layer.kernel else ""
+    pad = f", padding {layer.padding}" if layer.kind == "conv2d" else ""
+    formula = FORMULAS[layer.kind].format(li=li, h=h)
+    out: list[Item] = [
+        "", f"layer {li} ({layer.kind} {describe(layer.in_shape)} -> "
+        f"{describe(layer.out_shape)}{window}{pad}): z{li} = {formula}, a{li} = "
+        f"{layer.activation}(z{li})"]
+    for j in range(min(SHOWN, layer.size)):
+        out += [f"  unit {j}",
+                _row(point, f"    net       z{li}[{j}]", _traced("z", li), (s, j)),
+                _row(point, f"    out       a{li}[{j}]", _traced("a", li), (s, j)),
+                _row(point, f"    dE/dnet   dz{li}[{j}]", _traced("dz", li), (s, j))]
+    if layer.size > SHOWN:
+        out += [_row(point, f"  |{k}{li}[{SHOWN}:]|  ({layer.size - SHOWN} more units)",
+                     _traced(k, li), (s, REST), norm) for k in ("z", "a", "dz")]
+    if layer.has_params:
+        out += [_row(point, f"  |dE/dW{li}|  (batch)", _tensor("grads", li, 0), (), norm),
+                _row(point, f"  |W{li}| after the step", _tensor("updated", li, 0), (), norm),
+                _row(point, f"  |dE/db{li}|  (batch)", _tensor("grads", li, 1), (), norm),
+                _row(point, f"  |b{li}| after the step", _tensor("updated", li, 1), (), norm)]
     return out
 
 
 def _fan_in(spec: Spec, li: int) -> int:
-    return spec.model.layers[li - 1].size if li else spec.model.inputs
+    return spec.model.layers[li].in_shape[0]
 
 
 def _layer(point: Point, li: int) -> list[Item]:
@@ -195,6 +233,9 @@ def header(point: Point) -> list[str]:
              f"{point.step} steps",
              "W{l} is stored (fan_in, fan_out): W{l}[i,j] connects input i to unit j; b{l}[j] "
              "is unit j's bias",
+             *(["a conv's W{l} is (filters, channels, kh, kw); an image layer's units are "
+                "numbered in C, H, W order"] if any(layer.kind != "dense"
+                                                    for layer in spec.model.layers) else []),
              f"values of sample {point.sample}, but (batch) = the batch gradient (the sample's "
              "product for a batch of one);",
              "|.| = a norm; max diff = the largest absolute difference between backends, "

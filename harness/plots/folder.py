@@ -134,7 +134,8 @@ def figures(v: Variant) -> dict[str, Callable[[], Figure]]:
         out["gradient_errors"] = partial(plot_training.gradient_errors, t["gradients"],
                                          v.tolerance("gradients"), v.tolerance("oracle"), title)
     if _has_rows(v, "grad_norms") and norms.parameter.str.startswith("W").any():
-        out["grad_norms"] = partial(plot_training.grad_norms, norms, names, title)
+        out["grad_norms"] = partial(plot_training.grad_norms, norms, names, title,
+                                    v.summary.get("layers"))
     if _has_rows(v, "timings"):
         out["timings"] = partial(plot_summary.timings, t["timings"], names, title)
     found = v.summary.get("diagnosis") or {}

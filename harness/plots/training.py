@@ -197,10 +197,13 @@ def _ring_size(i: int) -> float:
     return style.MARKER_SIZE * (1 + RING_GROWTH * i)
 
 
-def grad_norms(norms: pd.DataFrame, backends: list[str], title: str) -> Figure:
+def grad_norms(norms: pd.DataFrame, backends: list[str], title: str,
+               kinds: list[str] | None = None) -> Figure:
     """Per-layer L2 norm of the weight gradients, one line per check step: gradients that
     shrink towards the input side vanish. Other backends are hollow markers on the
-    reference's line (they should coincide)."""
+    reference's line (they should coincide). `kinds` (each layer's type, from the summary)
+    labels every tensor with its layer's type, "W0 conv2d"; pools and flatten have no weights
+    and no point."""
     w = norms[norms.parameter.str.startswith("W") & (norms.norm > 0) & np.isfinite(norms.norm)]
     w = w.assign(layer=w.parameter.str[1:].astype(int))
     steps = sorted(w.step.unique())
@@ -221,7 +224,8 @@ def grad_norms(norms: pd.DataFrame, backends: list[str], title: str) -> Figure:
                                    else {})),
                        label=style.backend_label(name, i)) for i, name in enumerate(backends)]
     layers = sorted(w.layer.unique())
-    ax.set_xticks(layers, [f"W{k}" for k in layers])
+    ax.set_xticks(layers, [f"W{k}" + (f"\n{kinds[k]}" if kinds and k < len(kinds) else "")
+                           for k in layers])
     ax.set_xlim(min(layers, default=0) - 0.5, max(layers, default=0) + 0.5)
     ax.set_yscale("log")
     ax.set(xlabel="layer (weight tensor; W0 is next to the input)",

@@ -9,7 +9,6 @@ GPU the arrays live in device memory; they are still counted here, against the h
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import numpy as np
 
 from harness.backend import Backend, frozen_flags
 from harness.spec import Spec, datasets, planned_steps
+from harness.spec.layers import macs, param_shapes
 
 MB = 2**20
 # Python, NumPy, pandas and the harness itself (measured: 70 MB resident).
@@ -73,7 +73,8 @@ class Shape:
     features: int
     targets: int                          # width of the encoded targets
     units: int                            # over all layers
-    weights: int                          # sum of fan_in * fan_out: the products' work
+    weights: int                          # multiply-adds per sample (sum of fan_in * fan_out
+                                          # for dense layers): the products' work
     params: int
     tensors: tuple[int, ...]              # sizes of the trainable W0, b0, W1, ...
     slots: int
@@ -84,9 +85,8 @@ class Shape:
     @classmethod
     def of(cls, spec: Spec) -> Shape:
         rows = datasets.split_sizes(spec.data)
-        fans = [spec.model.inputs, *(layer.size for layer in spec.model.layers)]
-        pairs = list(itertools.pairwise(fans))
-        sizes = [n for a, b in pairs for n in (a * b, b)]
+        layers = spec.model.layers
+        sizes = [math.prod(shape) for layer in layers for shape in param_shapes(layer)]
         batch = min(spec.training.batch_size or rows[0], rows[0])
         steps = planned_steps(spec)
         inline = 0 if spec.data.x is None else \
@@ -94,8 +94,8 @@ class Shape:
         trainable = tuple(n for n, frozen in zip(sizes, frozen_flags(spec), strict=True)
                           if not frozen)
         return cls(np.dtype(spec.dtype).itemsize, rows, batch, spec.model.inputs,
-                   spec.model.layers[-1].size, sum(fans[1:]), sum(a * b for a, b in pairs),
-                   sum(sizes), trainable, SLOTS[spec.optimizer.name], steps,
+                   layers[-1].size, sum(layer.size for layer in layers),
+                   sum(map(macs, layers)), sum(sizes), trainable, SLOTS[spec.optimizer.name], steps,
                    math.ceil(steps / math.ceil(rows[0] / batch)), inline)
 
 

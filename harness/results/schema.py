@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness import escape
-from harness.spec.types import DTYPES
+from harness.spec.types import DTYPES, LAYER_TYPES
 
 MAX_SHOWN = 40                        # characters of a bad value quoted in an error
 
@@ -137,7 +137,8 @@ VARIANT = Obj({"dtype": OneOf(DTYPES)},
                "odd_one_out": Maybe(STR), "checks": ListOf(CHECK), "drift": MapOf(PROFILE),
                "shadow_drift": PROFILE,
                "divergence": Maybe(Obj({"kind": OneOf(("all", "some")), "at": MapOf(INT)})),
-               "diagnosis": MapOf(DIAGNOSIS), "error": STR})
+               "diagnosis": MapOf(DIAGNOSIS), "error": STR,
+               "layers": ListOf(OneOf(LAYER_TYPES))})
 SEED_CHECK = Obj({"check": STR, "backend": STR, "compared_to": STR, "seeds": INT,
                   "median": Maybe(NUM), "p95": Maybe(NUM), "worst": Maybe(NUM),
                   "worst_seed": Maybe(INT), "agree": NUM, "fail": NUM,

@@ -16,13 +16,14 @@ from harness.spec.schema import (
     Table,
     boolean,
     choice,
+    each,
     integer,
     join,
     matrix,
     number,
     shown,
 )
-from harness.spec.types import DTYPES, MAX_UNITS, Data
+from harness.spec.types import DTYPES, MAX_SIDE, MAX_UNITS, Data
 
 # name -> (features, classes or None for regression, the options it reads with their defaults)
 CATALOG: dict[str, tuple[int, int | None, dict[str, float]]] = {
@@ -35,6 +36,10 @@ CATALOG: dict[str, tuple[int, int | None, dict[str, float]]] = {
     "inline": (0, None, {}),
 }
 
+
+# The data sets whose rows are images, as (channels, height, width): each row holds the
+# pixels in that (C, H, W) order, so a conv layer reads row.reshape(shape).
+IMAGE_SHAPES = {"digits": (1, 8, 8)}
 
 # Rows of the data sets that have a fixed size (scikit-learn's copies).
 SIZES = {"digits": 1797, "breast_cancer": 569}
@@ -55,6 +60,7 @@ class Dims:
     features: int
     classes: int | None                   # None: regression targets
     targets: int                          # width of the regression targets
+    shape: tuple[int, int, int] | None = None    # (C, H, W) of an image data set, else None
 
     def outputs_for(self, loss: str) -> int:
         """Output-layer width the loss needs on this data set (one-hot, one logit, or targets)."""
@@ -96,12 +102,13 @@ def parse(t: Table) -> Data:
         raise SpecError(join(t.path, "test"), f"validation + test = {val + test:g} leaves no "
                         "training data (allowed: sum < 1)")
     standardize = boolean(t, "standardize", name != "inline")
-    x = y = None
+    x = y = shape = None
     if name == "inline":
         x, y = _inline(t)
+        shape = _shape(t, len(x[0])) if t.has("shape") else None
     t.finish(("name", "validation", "test", "standardize", *defaults,
-              *(("x", "y") if name == "inline" else ())))
-    data = Data(name, n, noise, classes, val, test, standardize, x, y)
+              *(("x", "y", "shape") if name == "inline" else ())))
+    data = Data(name, n, noise, classes, val, test, standardize, x, y, shape)
     _validate_split(t.path, data)
     return data
 
@@ -148,14 +155,27 @@ def _rows(t: Table, key: str, why: str) -> list:
     return matrix(join(t.path, key), value, 2, DATA_LIMIT[t.dtype], why)
 
 
+def _shape(t: Table, features: int) -> tuple[int, int, int]:
+    """Inline rows read as images: [channels, height, width], whose product is the row width."""
+    path = join(t.path, "shape")
+    sides = each(t, "shape", integer, low=1, high=MAX_SIDE)
+    if len(sides) != 3:
+        raise SpecError(path, f"has {len(sides)} numbers (allowed: [channels, height, width])")
+    c, h, w = sides
+    if c * h * w != features:
+        raise SpecError(path, f"{c}x{h}x{w} = {c * h * w} does not match the {features} "
+                        "columns of x")
+    return c, h, w
+
+
 def dims(data: Data) -> Dims:
     """The shape of `data` without generating it."""
     if data.name == "inline":
-        return Dims(len(data.x[0]), None, len(data.y[0]))
+        return Dims(len(data.x[0]), None, len(data.y[0]), data.shape)
     features, classes, _ = CATALOG[data.name]
     if data.name == "spirals":
         classes = data.classes
-    return Dims(features, classes, 1)
+    return Dims(features, classes, 1, IMAGE_SHAPES.get(data.name))
 
 
 def generate(data: Data, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -17,8 +17,10 @@ from harness.spec.schema import SpecError
 from harness.spec.types import InitParams, Spec
 
 FIELD = "model.init_file"
-# (W shape, b shape) of every layer: W is (fan_in, fan_out).
-Shapes = tuple[tuple[tuple[int, int], tuple[int]], ...]
+# (W shape, b shape) of every layer: W is (fan_in, fan_out) for a dense layer, (filters,
+# channels, kernel, kernel) for a conv, and (0,), (0,) for a layer without parameters
+# (`harness.spec.layers.param_shapes`).
+Shapes = tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]
 # How a spec's init file is read: `read`, or a cache of it shared by a sweep's points.
 Reader = Callable[[Path, Shapes, str], InitParams]
 

@@ -8,13 +8,11 @@ what is allowed.
 
 from __future__ import annotations
 
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from harness.spec import datasets, init_file
+from harness.spec import layers as layer_table
 from harness.spec.schema import (
     SpecError,
     Table,
@@ -24,28 +22,26 @@ from harness.spec.schema import (
     integer,
     join,
     listof,
-    matrix,
     number,
     shown,
     string,
 )
 from harness.spec.types import (
-    ACTIVATIONS,
     BIAS_CORRECTIONS,
     DTYPES,
     EPS_PLACEMENTS,
+    IMAGE_TYPES,
     INITS,
-    LAYER_KEYS,
     LOSS_OUTPUT,
     LOSSES,
     MAX_PARAMS,
     MAX_SEED,
     MAX_STEPS,
-    MAX_UNITS,
     NAME_CHARS,
     NAME_MAX,
     OPTIMIZER_KEYS,
     OPTIMIZERS,
+    POOL_TIES,
     EarlyStopping,
     Layer,
     Loss,
@@ -54,37 +50,6 @@ from harness.spec.types import (
     Spec,
     Training,
 )
-
-
-def _layer(t: Table, fan_in: int) -> Layer:
-    size = integer(t, "size", low=1, high=MAX_UNITS)
-    act = choice(t, "activation", ACTIVATIONS)
-    slope = number(t, "negative_slope", 0.01, low=0.0, high=1.0, high_open=True)
-    if t.has("negative_slope") and act not in LAYER_KEYS["negative_slope"]:
-        raise SpecError(join(t.path, "negative_slope"),
-                        f"only {', '.join(LAYER_KEYS['negative_slope'])} has a negative_slope")
-    drop = number(t, "drop_prob", 0.0, low=0.0, high=1.0, high_open=True)
-    bias_ok = boolean(t, "trainable_bias", True)
-    weights = bias = None
-    if t.has("weights"):
-        weights = _shaped(t, "weights", (fan_in, size))
-    if t.has("bias"):
-        bias = _shaped(t, "bias", (size,))
-    t.finish(("size", "activation", "negative_slope", "drop_prob", "trainable_bias",
-              "weights", "bias"))
-    return Layer(size, act, slope, drop, bias_ok, weights, bias)
-
-
-def _shaped(t: Table, key: str, shape: tuple[int, ...]) -> tuple:
-    """Weights or biases written inline: finite in the run's dtype, of the layer's shape."""
-    path = join(t.path, key)
-    big = float(np.finfo(t.dtype).max)
-    rows = matrix(path, t.get(key), len(shape), big, f" in a {t.dtype} run")
-    got = (len(rows), len(rows[0])) if len(shape) == 2 else (len(rows),)
-    if got != shape:
-        layout = "(fan_in, fan_out)" if len(shape) == 2 else "one per unit"
-        raise SpecError(path, f"has shape {got}, expected {shape} ({layout})")
-    return tuple(tuple(r) for r in rows) if len(shape) == 2 else tuple(rows)
 
 
 def _model(t: Table, dims: datasets.Dims, loss: str, base: Path,
@@ -98,24 +63,41 @@ def _model(t: Table, dims: datasets.Dims, loss: str, base: Path,
     raw = listof(t, "layers")
     if not raw:
         raise SpecError(join(t.path, "layers"), "needs at least one layer")
-    layers, fan_in = [], inputs
+    layers, shape = [], _input_shape(raw[0], dims)
     for i, item in enumerate(raw):
-        layers.append(_layer(Table(item, join(join(t.path, "layers"), i), t.dtype), fan_in))
-        fan_in = layers[-1].size
+        layers.append(layer_table.parse(Table(item, join(join(t.path, "layers"), i), t.dtype),
+                                        shape))
+        shape = layers[-1].out_shape
     _validate_layers(join(t.path, "layers"), layers, dims, loss)
-    _validate_size(join(t.path, "layers"), inputs, layers)
+    _validate_size(join(t.path, "layers"), layers)
     init = choice(t, "init", INITS, "xavier_normal")
+    ties = _pool_ties(t, layers)
     path = _init_file(t, base) if t.has("init_file") else None
     arrays = None if path is None else read_init(
-        path, init_file.shapes_of(inputs, [layer.size for layer in layers]), t.dtype)
-    t.finish(("inputs", "layers", "init", "init_file"))
-    return Model(inputs, tuple(layers), init, path, arrays)
+        path, tuple(map(layer_table.param_shapes, layers)), t.dtype)
+    t.finish(("inputs", "layers", "init", "pool_ties", "init_file"))
+    return Model(inputs, tuple(layers), init, path, arrays, ties)
 
 
-def _validate_size(path: str, inputs: int, layers: list[Layer]) -> None:
+def _input_shape(first: Any, dims: datasets.Dims) -> tuple[int, ...]:
+    """What the first layer reads: the data's image shape when it is an image layer, else
+    the flat rows (a dense net on image data reads the pixels as features, as before)."""
+    image = isinstance(first, dict) and first.get("type") in IMAGE_TYPES
+    return dims.shape if image and dims.shape else (dims.features,)
+
+
+def _pool_ties(t: Table, layers: list[Layer]) -> str:
+    """Where a max-pool's tied maxima get the gradient: only a spec with a max-pool says."""
+    ties = choice(t, "pool_ties", POOL_TIES, "first")
+    if t.has("pool_ties") and not any(layer.kind == "maxpool2d" for layer in layers):
+        raise SpecError(join(t.path, "pool_ties"), "only a model with a maxpool2d layer "
+                        "reads pool_ties")
+    return ties
+
+
+def _validate_size(path: str, layers: list[Layer]) -> None:
     """The whole network must fit in memory several times over (one copy per backend)."""
-    fans = [inputs, *(layer.size for layer in layers)]
-    count = sum((a + 1) * b for a, b in pairwise(fans))
+    count = layer_table.param_count(layers)
     if count > MAX_PARAMS:
         raise SpecError(path, f"{count} parameters is too many (allowed: at most {MAX_PARAMS})")
 
@@ -141,6 +123,9 @@ def _init_file(t: Table, base: Path) -> Path:
 
 def _validate_layers(path: str, layers: list[Layer], dims: datasets.Dims, loss: str) -> None:
     last = len(layers) - 1
+    if layers[last].kind != "dense":
+        raise SpecError(join(join(path, last), "type"), f"the output layer is a "
+                        f"{layers[last].kind} layer (allowed: dense)")
     for i, layer in enumerate(layers[:-1]):
         if layer.activation == "softmax":
             raise SpecError(join(join(path, i), "activation"),

@@ -15,6 +15,25 @@ DTYPES = ("float64", "float32")
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "identity", "softmax")
 LOSSES = ("mse", "half_sse", "bce", "cross_entropy")
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
+LAYER_TYPES = ("dense", "conv2d", "maxpool2d", "avgpool2d", "flatten")
+# The layer types that see an image (channels, height, width) and keep it one.
+IMAGE_TYPES = ("conv2d", "maxpool2d", "avgpool2d")
+POOL_TYPES = ("maxpool2d", "avgpool2d")
+PADDINGS = ("valid", "same")
+# The TOML keys each layer type reads; any other key is refused on it (`size` means units
+# on a dense layer and the window side on a pool, so it is never silently ignored).
+TYPE_KEYS = {
+    "dense": ("size", "activation", "negative_slope", "drop_prob", "trainable_bias",
+              "weights", "bias"),
+    "conv2d": ("filters", "kernel", "stride", "padding", "activation", "negative_slope",
+               "drop_prob", "trainable_bias", "weights", "bias"),
+    "maxpool2d": ("size", "stride"),
+    "avgpool2d": ("size", "stride"),
+    "flatten": (),
+}
+# Where a max-pool sends the gradient of a window whose maximum is reached more than once:
+# all of it to the first maximum in row-major order, or split evenly among the tied inputs.
+POOL_TIES = ("first", "split")
 INITS = ("xavier_normal", "xavier_uniform", "he_normal", "he_uniform")
 EPS_PLACEMENTS = ("outside", "inside")
 BIAS_CORRECTIONS = ("standard", "folded")
@@ -36,6 +55,10 @@ NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
 NAME_MAX = 100                            # it names a folder: well below any file system limit
 # Bounds that keep a typo (size = 1000000000) from exhausting memory instead of failing cleanly.
 MAX_UNITS = 10_000                        # units in one layer
+# Image sides and kernel sides: digits are 8x8; a side beyond this is a typo, and a kernel's
+# patch count (side^2 per channel) must stay far below MAX_UNITS.
+MAX_SIDE = 1_000
+MAX_CHANNELS = MAX_UNITS                  # channels of an image or filters of a conv
 MAX_PARAMS = 10_000_000                   # weights and biases of the whole network
 MAX_STEPS = 1_000_000                     # optimizer steps of one run
 # A sweep's points run one after another in one command: together they get one run's steps.
@@ -51,14 +74,38 @@ InitParams = tuple[tuple[np.ndarray, np.ndarray], ...]
 
 @dataclass(frozen=True)
 class Layer:
-    """One dense layer: z = h_prev @ W + b, h = activation(z), then dropout on hidden layers."""
+    """One layer. `kind` "dense": z = h_prev @ W + b, h = activation(z), then dropout on hidden
+    layers. "conv2d": z = cross-correlation of the image h_prev (C, H, W) with W (filters,
+    C, kernel, kernel) plus b (filters,). "maxpool2d"/"avgpool2d": z = max / mean of each
+    kernel x kernel window, no parameters. "flatten": z = h_prev read in C, H, W order.
+    Pools and flatten have the identity activation and no dropout.
+
+    `size` is the layer's output units for every kind (filters x out_h x out_w for a conv,
+    so masks and traces are (rows, size)); `in_shape` and `out_shape` are what it reads and
+    writes, (C, H, W) for an image and (units,) for a flat vector, fixed by the parser."""
     size: int
     activation: str
     negative_slope: float = 0.01          # leaky_relu: f(z) = z if z > 0 else slope * z
     drop_prob: float = 0.0                # probability of DROPPING a unit (inverted dropout)
     trainable_bias: bool = True
-    weights: tuple[tuple[float, ...], ...] | None = None   # explicit W, (fan_in, fan_out)
+    weights: tuple | None = None          # explicit W: (fan_in, fan_out) or (F, C, k, k)
     bias: tuple[float, ...] | None = None
+    kind: str = "dense"                   # the TOML key `type`
+    kernel: int = 0                       # conv kernel side, or pool window side
+    stride: int = 1
+    padding: str = "valid"                # conv2d: "same" pads (kernel - 1) / 2 on each side
+    in_shape: tuple[int, ...] = ()
+    out_shape: tuple[int, ...] = ()
+
+    @property
+    def has_params(self) -> bool:
+        """Dense and conv layers have (W, b); pools and flatten hold two empty arrays."""
+        return self.kind in ("dense", "conv2d")
+
+    @property
+    def pad(self) -> int:
+        """Zeros added on each side of the image (conv2d "same" with an odd kernel)."""
+        return (self.kernel - 1) // 2 if self.padding == "same" else 0
 
 
 @dataclass(frozen=True)
@@ -69,6 +116,7 @@ class Model:
     init_file: Path | None = None         # .npz with W0, b0, W1, b1, ... (overrides init)
     # its arrays, read once with the spec (so a file changed during the run changes nothing)
     init_params: InitParams | None = field(default=None, compare=False, repr=False)
+    pool_ties: str = "first"              # see POOL_TIES; read only where a max-pool is
 
 
 @dataclass(frozen=True)
@@ -119,6 +167,7 @@ class Data:
     standardize: bool = True
     x: tuple[tuple[float, ...], ...] | None = None         # inline data only
     y: tuple[tuple[float, ...], ...] | None = None
+    shape: tuple[int, int, int] | None = None    # inline data: (C, H, W) of each row
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,12 @@ centered, RMSprop's mean square starting at 1 (TensorFlow 1), and hyper-paramete
 float32 in a float64 run. Any alternative that reproduces the backend's new parameters within
 the update phase's tolerance is named: "matches harness.optim with
 optimizer.eps_placement=inside; the spec says outside".
+
+A backward pass that differs where a max-pool window has tied maxima is tried the same way
+(`find_pool_ties`): the reference backend under the other `model.pool_ties` rule. torch,
+JAX and TensorFlow all send a tie's gradient to the first maximum (tests/test_conv.py
+measures it); a backend that splits it, or a GPU kernel that picks another, is a convention
+when the other rule reproduces every derivative it computed, and a bug when none does.
 """
 
 from __future__ import annotations
@@ -21,8 +27,9 @@ import numpy as np
 
 from harness import optim
 from harness.backend import trainable_flags
+from harness.data import Batch
 from harness.params import Params, flatten
-from harness.spec import OPTIMIZER_KEYS, Optimizer, Spec
+from harness.spec import OPTIMIZER_KEYS, POOL_TIES, Optimizer, Spec
 from harness.verify import tolerances as tol
 
 Update = Callable[[Spec, Params, Params, optim.State], list[np.ndarray]]
@@ -164,3 +171,37 @@ def find(spec: Spec, params: Params, grads: Params, state: optim.State,
         if err <= tolerance and (best is None or err < best.max_rel_err):
             best = Match(conv.key, conv.says, err)
     return best
+
+
+# The backend whose trace under another pool_ties rule is the alternative (the reference).
+TIES_REFERENCE = "numpy"
+
+
+def reads_pool_ties(spec: Spec) -> bool:
+    return any(layer.kind == "maxpool2d" for layer in spec.model.layers)
+
+
+def find_pool_ties(spec: Spec, params: Params, batch: Batch, got: dict[str, np.ndarray],
+                   limits: dict[str, float]) -> Match | None:
+    """The other max-pool tie rule, when the reference under it reproduces every backward
+    quantity of `got` (gradients W0, b0, ... and the trace's da, dz, by name) within
+    `limits`; None when the spec has no max-pool or no rule reproduces them."""
+    from harness.registry import backend_class  # the registry imports every backend
+
+    if not reads_pool_ties(spec):
+        return None
+    for rule in (r for r in POOL_TIES if r != spec.model.pool_ties):
+        other = replace(spec, model=replace(spec.model, pool_ties=rule))
+        ref = backend_class(TIES_REFERENCE)(other)
+        ref.load(params)
+        trace = ref.trace(batch)
+        names = [f"{k}{i}" for i in range(len(params)) for k in "Wb"]
+        want = dict(zip(names, flatten(trace.grads), strict=True))
+        for i, (da, dz) in enumerate(zip(trace.da, trace.dz, strict=True)):
+            want |= {f"dz{i}": dz} | ({} if da is None else {f"da{i}": da})
+        keys = [k for k in want if k in got]
+        err = max(tol.errors(got[k], want[k])[1] for k in keys)
+        if all(tol.errors(got[k], want[k])[1] <= limits[k] for k in keys):
+            return Match(f"model.pool_ties={rule}", f"max-pool ties routed by the {rule!r} "
+                         "rule", err)
+    return None

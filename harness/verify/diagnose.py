@@ -82,7 +82,11 @@ def _what(row: pd.Series) -> str:
         if isinstance(conv, str):
             text += f"; it matches harness.optim with {conv} ({row.convention_err:.0e})"
         return text
-    return f"{row.tensor} differs from {row.compared_to}'s by {size}"
+    text = f"{row.tensor} differs from {row.compared_to}'s by {size}"
+    conv = row.get("convention")
+    if isinstance(conv, str):
+        text += f"; the reference computes it with {conv} ({row.convention_err:.0e})"
+    return text
 
 
 def diagnosis(rows: pd.DataFrame, backend: str, backends: list[str],

@@ -138,6 +138,17 @@ def pair_rows(step: int, a: str, b: str, qa: dict[str, np.ndarray], qb: dict[str
     return rows
 
 
+def tie_convention(rows: list[Row], spec: Spec, params: Params, batch: Batch,
+                   got: dict[str, np.ndarray], limits: dict[str, float]) -> list[Row]:
+    """`rows` (one backend against another), with the max-pool tie rule that explains a
+    failing backward row, if one does, in every row's `convention`."""
+    if not any(r["status"] == "fail" and r["phase"] == "backward" for r in rows):
+        return rows
+    match = conventions.find_pool_ties(spec, params, batch, got, limits)
+    return [{**r, "convention": match and match.key, "convention_err": match and
+             match.max_rel_err} for r in rows]
+
+
 def decays(spec: Spec) -> tuple[float, ...]:
     """The decay rates of the spec's optimizer's moments (what update_rtol amplifies)."""
     opt = spec.optimizer

@@ -26,6 +26,7 @@ from harness.data import Batch
 from harness.params import Params, flatten
 from harness.spec import Spec
 from harness.verify import oracle, phases
+from harness.verify import oracle as oracle_module
 from harness.verify import tolerances as tol
 
 Row = dict[str, object]
@@ -164,8 +165,10 @@ def phase_rows(step: int, batch: Batch, lanes: list, seen: SamePoint, params: Pa
         mine = seen.points[lane.name]
         rows += phases.data_rows(step, lane.name, mine.trace, batch)
         for other in lanes[:i]:
-            rows += phases.pair_rows(step, lane.name, other.name, mine.quantities(),
+            pairs = phases.pair_rows(step, lane.name, other.name, mine.quantities(),
                                      seen.points[other.name].quantities(), seen.limits)
+            rows += phases.tie_convention(pairs, spec, params, batch, mine.quantities(),
+                                          seen.limits)
         outcome = phases.stepped(lane.probe, params, state, batch)
         rows.append(phases.step_loss_row(step, lane.name, outcome[0], mine.loss,
                                          seen.limits["loss"]))
@@ -208,12 +211,13 @@ def compare_at_step(step: int, batch: Batch, held_out: Batch, lanes: list, spec:
             rec.same_point += values
         if oracle:
             rec.gradients += oracle_rows(step, a.probe64, a.backend.params(), batch, frozen,
-                                         a.name, full=a.name == ref.name)
+                                         a.name, full=a.name == ref.name,
+                                         ties=oracle_module.ties_unresolvable(spec))
     return rec
 
 
 def oracle_rows(step: int, probe64: Backend, params: Params, batch: Batch,
-                frozen: list[bool], name: str, full: bool) -> list[Row]:
+                frozen: list[bool], name: str, full: bool, ties: bool = False) -> list[Row]:
     """The backend's float64 gradient vs finite differences of its own float64 loss: every
     element for the reference (`full`, on small nets), random directions otherwise (a few
     loss evaluations per direction instead of per parameter: any wrong derivative shows)."""
@@ -222,7 +226,7 @@ def oracle_rows(step: int, probe64: Backend, params: Params, batch: Batch,
     probe64.load(p64)
     grads = probe64.loss_and_grads(batch64)[1]
     checks = oracle.check(oracle.loss_fn(probe64, batch64), p64, grads, frozen,
-                             full=full)
+                             full=full, ties=ties)
     return [{"step": step, "parameter": c.parameter, "backend": name,
              "compared_to": "finite_differences", "evaluated_at": c.method,
              "max_abs_err": c.max_abs_err, "max_rel_err": c.max_rel_err, "kinks": c.kinks,

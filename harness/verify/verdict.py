@@ -103,8 +103,11 @@ def _oracle(rows: pd.DataFrame, backend: str, missing: str | None) -> Check:
             first = backprop_order(list(hit.parameter))[0]
             if verdict == "unresolved":
                 res = float(hit.resolution.max())
-                detail = f"{', '.join(backprop_order(list(hit.parameter)))}: finite " \
-                         f"differences resolve only {res:.0e} (needed {tol.FD_RTOL_MAX:g})"
+                names = ', '.join(backprop_order(list(hit.parameter)))
+                detail = f"{names}: finite differences resolve only {res:.0e} (needed " \
+                         f"{tol.FD_RTOL_MAX:g})" if math.isfinite(res) else \
+                    f"{names}: only at kinks, max-pool ties under pool_ties=first, which " \
+                    "finite differences cannot check (they measure split's share)"
             return Check("oracle", backend, "finite_differences", verdict, worst, widest,
                          int(hit.step.min()), first, resolution, detail)
     return Check("oracle", backend, "finite_differences", "ok", worst, widest,

@@ -28,7 +28,7 @@ from harness import optim
 from harness.backend import Backend, Capabilities, Operands, Products, Trace, trainable_mask
 from harness.data import Batch
 from harness.params import Params
-from harness.spec import Layer, Spec
+from harness.spec import LAYER_TYPES, Layer, Spec
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -66,6 +66,13 @@ def gaps(spec: Spec) -> Iterator[str]:
                f"{EPS_FORM[fixed]}")
 
 
+def units(tf: Any, t: tf.Tensor) -> tf.Tensor:
+    """A layer's tensor as (rows, units) in C, H, W order: NHWC transposed back first."""
+    if len(t.shape) == 4:
+        t = tf.transpose(t, (0, 3, 1, 2))
+    return tf.reshape(t, (tf.shape(t)[0], -1))
+
+
 def arrays(tensors: Any) -> tuple[np.ndarray | None, ...]:
     """Tensors (None kept as None) as NumPy arrays."""
     return tuple(None if t is None else t.numpy() for t in tensors)
@@ -78,7 +85,11 @@ class TensorflowTape(Backend):
     name: ClassVar[str] = "tensorflow"
     framework: ClassVar[str | None] = "tensorflow"
     capabilities: ClassVar[Capabilities] = Capabilities(
+        layer_types=frozenset(LAYER_TYPES),
         conventions={
+            ("model.pool_ties", "split"):
+                "tf.nn.max_pool2d's gradient (MaxPoolGrad) sends a tied window's gradient to "
+                "the first maximum only; splitting it has no option",
             ("optimizer.bias_correction", "standard"):
                 "keras.optimizers.Adam folds the bias correction into the step size "
                 "(lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + epsilon), the paper's "
@@ -169,15 +180,42 @@ class TensorflowTape(Backend):
         return z                                            # identity
 
     def _layers(self, x: tf.Tensor, masks: tuple) -> tuple[list, list]:
-        """Every layer's z = h @ W + b and a = f(z), input layer first; h is x, then the
-        layer below's a times its dropout mask. (Inside a tf.function an output activation
-        the loss does not read, softmax under cross_entropy, is pruned from the graph.)"""
-        zs, acts, h, flat = [], [], x, self._flat
+        """Every layer's z and a = f(z), input layer first; h is x, then the layer below's a
+        times its dropout mask. (Inside a tf.function an output activation the loss does not
+        read, softmax under cross_entropy, is pruned from the graph.) Image layers compute in
+        NHWC, TensorFlow's CPU layout: x and the masks arrive (rows, units) in C, H, W order
+        and are transposed here; `units` turns a z or a back."""
+        zs, acts, flat = [], [], self._flat
+        h = self._nhwc(x, self.spec.model.layers[0].in_shape)
         for i, layer in enumerate(self.spec.model.layers):
-            zs.append(h @ flat[2 * i] + flat[2 * i + 1])
+            zs.append(self._linear(layer, h, flat[2 * i], flat[2 * i + 1]))
             acts.append(self._activate(layer, zs[-1]))
-            h = acts[-1] * masks[i] if masks and masks[i] is not None else acts[-1]
+            mask = masks[i] if masks else None
+            h = acts[-1] if mask is None else acts[-1] * self._nhwc(mask, layer.out_shape)
         return zs, acts
+
+    def _nhwc(self, rows: tf.Tensor, shape: tuple[int, ...]) -> tf.Tensor:
+        """(rows, C*H*W) in C, H, W order as NHWC; a flat shape as it is."""
+        if len(shape) != 3:
+            return rows
+        return self._tf.transpose(self._tf.reshape(rows, (-1, *shape)), (0, 2, 3, 1))
+
+    def _linear(self, layer: Layer, h: tf.Tensor, w: tf.Variable, b: tf.Variable) -> tf.Tensor:
+        """z of one layer: h @ W + b; a conv's canonical kernel (F, C, kh, kw) read as
+        TensorFlow's HWIO inside the graph (so its gradient comes back in the canonical
+        layout), explicit symmetric padding; the pools; flatten back in C, H, W order."""
+        tf = self._tf
+        window, strides = (layer.kernel, layer.kernel), (layer.stride, layer.stride)
+        if layer.kind == "conv2d":
+            pad = [[0, 0], [layer.pad] * 2, [layer.pad] * 2, [0, 0]]
+            return tf.nn.conv2d(h, tf.transpose(w, (2, 3, 1, 0)), strides, pad) + b
+        if layer.kind == "maxpool2d":
+            return tf.nn.max_pool2d(h, window, strides, "VALID")
+        if layer.kind == "avgpool2d":
+            return tf.nn.avg_pool2d(h, window, strides, "VALID")
+        if layer.kind == "flatten":
+            return units(tf, h)
+        return h @ w + b
 
     def _data_loss(self, z: tf.Tensor, a: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         """The spec's loss; bce and cross_entropy from the logits z, as the NumPy reference,
@@ -254,8 +292,11 @@ class TensorflowTape(Backend):
         dz, da = tape.gradient(loss, (zs, acts))
         value, grads = self.loss_and_grads(batch)
         applied = masks or (None,) * len(zs)
-        return Trace(x=x.numpy(), masks=arrays(applied), z=arrays(zs), a=arrays(acts),
-                     loss=value, da=arrays(da), dz=arrays(dz), grads=grads)
+        flat = [[None if t is None else units(self._tf, t) for t in ts]
+                for ts in (zs, acts, da, dz)]
+        return Trace(x=x.numpy(), masks=arrays(applied), z=arrays(flat[0]),
+                     a=arrays(flat[1]), loss=value, da=arrays(flat[2]), dz=arrays(flat[3]),
+                     grads=grads)
 
     def export_state(self) -> optim.State | None:
         """Keras's optimizer variables in harness.optim's layout: `count` is `iterations`;
