@@ -169,7 +169,8 @@ def _slide(t: Table, kind: str, in_shape: Shape, kernel: int, stride: int, pad: 
     the arithmetic when the kernel does not fit."""
     _, h, w = in_shape
     if kernel > min(h, w) + 2 * pad:
-        raise SpecError(t.path, f"{kind} kernel {kernel} > input {h}x{w} with padding "
+        key = "kernel" if kind == "conv2d" else "window size"
+        raise SpecError(t.path, f"{kind} {key} {kernel} > input {h}x{w} with padding "
                         f"{padding}")
     return output_side(h, kernel, stride, pad), output_side(w, kernel, stride, pad)
 
