@@ -200,9 +200,11 @@ class TorchAutograd(Backend):
     def trace(self, batch: Batch) -> Trace:
         """The forward pass of `_loss` in a fresh graph, every layer's z and a kept, and
         autograd's dJ/dz and dJ/da besides the parameter gradients. dJ/da of the output layer
-        is None where the loss reads only the logits (autograd finds a unused)."""
+        is None where the loss reads only the logits (autograd finds a unused). The input
+        requires grad here so that the z and a of leading layers without parameters (a pool,
+        a flatten) are in the graph too."""
         x, y, masks = self._inputs(batch)
-        zs, acts, h = [], [], self._image(x)
+        zs, acts, h = [], [], self._image(x).detach().requires_grad_(True)
         for i, layer in enumerate(self.spec.model.layers):
             zs.append(self._linear(i, h))
             acts.append(self._activate(layer, zs[-1]))

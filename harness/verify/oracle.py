@@ -269,13 +269,15 @@ def _judge(line: Line, probe, h: float, f0: float, noise: float, analytic: float
 
 def ties_unresolvable(spec: Spec) -> bool:
     """Whether the network's gradient at a tied max-pool window is one finite differences
-    cannot check. The central difference of a max at a tie is the mean of its one-sided
-    slopes, `split`'s share; `first` takes one side per window, and where several windows tie
-    at once with losses pulling different ways the sum of those sides can lie outside the one
-    -sided slopes of the loss (autodiff's value at a non-differentiable point is not always a
-    subgradient). So under `first` a kink probe that fails its bracket is unresolved."""
-    return spec.model.pool_ties != "split" and any(layer.kind == "maxpool2d"
-                                                   for layer in spec.model.layers)
+    cannot check: any network with a max-pool, under either rule. The central difference of
+    a max at a tie is the mean of its extreme one-sided slopes. `first` takes one input's
+    slope per window; `split` the mean over all tied inputs, which is the central difference
+    only for a tie of two. Where several windows tie at once with the loss pulling them
+    different ways, the sum of either rule's choices can lie outside the loss's one-sided
+    slopes (autodiff's value at a non-differentiable point is not always a subgradient; for
+    split, slopes {1, 0, 0} and {0, 1, 1} pulled +1 and -1 give one-sided slopes 0 and 0 but
+    split's -1/3). So there a kink probe that fails its bracket is unresolved, not failed."""
+    return any(layer.kind == "maxpool2d" for layer in spec.model.layers)
 
 
 def check_tensor(line: Line, analytic: np.ndarray, probes: list, f0: float, name: str,

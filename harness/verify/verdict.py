@@ -106,8 +106,9 @@ def _oracle(rows: pd.DataFrame, backend: str, missing: str | None) -> Check:
                 names = ', '.join(backprop_order(list(hit.parameter)))
                 detail = f"{names}: finite differences resolve only {res:.0e} (needed " \
                          f"{tol.FD_RTOL_MAX:g})" if math.isfinite(res) else \
-                    f"{names}: only at kinks, max-pool ties under pool_ties=first, which " \
-                    "finite differences cannot check (they measure split's share)"
+                    f"{names}: only at kinks, max-pool ties, where neither tie rule's " \
+                    "gradient need lie between the loss's one-sided slopes (several tied " \
+                    "windows, or a tie of three or more), so finite differences cannot check it"
             return Check("oracle", backend, "finite_differences", verdict, worst, widest,
                          int(hit.step.min()), first, resolution, detail)
     return Check("oracle", backend, "finite_differences", "ok", worst, widest,
