@@ -600,3 +600,12 @@ def test_a_tie_of_three_under_split_is_not_a_disagreement() -> None:
     oracle_rows = {c["backend"]: c["status"] for c in point["checks"] if c["check"] == "oracle"}
     assert "fail" not in oracle_rows.values() and result.verdict != "disagree"
     assert {c["status"] for c in point["checks"] if c["check"] == "gradients"} == {"ok"}
+
+
+def test_a_flatten_first_reads_the_image_and_a_dense_first_its_pixels() -> None:
+    flat = from_dict({**POOL_FIRST, "model": {"layers": [
+        {"type": "flatten"}, {"size": 10, "activation": "softmax"}]}})
+    dense = from_dict({**POOL_FIRST, "model": {"layers": [
+        {"size": 10, "activation": "softmax"}]}})
+    assert flat.model.layers[0].in_shape == (1, 8, 8) and flat.model.layers[1].in_shape == (64,)
+    assert dense.model.layers[0].in_shape == (64,)

@@ -199,3 +199,22 @@ def test_bad_executor_options_are_one_line_errors(argv, message, tmp_path, capsy
 def test_the_api_refuses_a_bad_worker_count(workers):
     with pytest.raises(SpecError, match=r"^workers: .* is not allowed"):
         harness.run(BASE, workers=workers)
+
+
+class FailsFast(NumpyTextbook):
+    name: ClassVar[str] = "fails_fast"
+
+    def train_step(self, batch):
+        if self.spec.training.learning_rate == 0.5:
+            raise RuntimeError("diverged")
+        return super().train_step(batch)
+
+
+def test_a_group_whose_every_point_failed_gets_no_empty_figures(tmp_path):
+    out = tmp_path / "grid"
+    harness.run({**BASE, "sweep": {"field": "training.learning_rate", "values": [0.1, 0.5],
+                                   "labels": ["slow", "fast"], "seeds": 2}},
+                ["numpy", FailsFast], out=out)
+    assert cli.main(["plot", str(out)]) == 0
+    seed_figures = sorted(p.name for p in out.glob("seed_*.png"))
+    assert seed_figures == ["seed_drift__slow.png", "seed_errors__slow.png"]

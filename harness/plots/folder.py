@@ -174,6 +174,8 @@ def seed_plan(frames: dict[str, pd.DataFrame], summary: dict) -> list[Plot]:
     groups = [g["group"] for g in summary["seeds"]["groups"]]
     out = []
     for group, slug in zip(groups, slugs(groups), strict=True):
+        if not (errors.group == group).any():
+            continue                      # every point of the group failed: nothing to draw
         suffix = f"{SEPARATOR}{slug}" if slug else ""
         mine = [p for g, _, p in stats.seeded(points) if g == group]
         ran = next((p for p in mine if p.get("backends")), mine[0])

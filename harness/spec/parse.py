@@ -80,9 +80,10 @@ def _model(t: Table, dims: datasets.Dims, loss: str, base: Path,
 
 
 def _input_shape(first: Any, dims: datasets.Dims) -> tuple[int, ...]:
-    """What the first layer reads: the data's image shape when it is an image layer, else
-    the flat rows (a dense net on image data reads the pixels as features, as before)."""
-    image = isinstance(first, dict) and first.get("type") in IMAGE_TYPES
+    """What the first layer reads: the data's image shape when it is an image layer or a
+    flatten, else the flat rows (a dense net on image data reads the pixels as features, as
+    before)."""
+    image = isinstance(first, dict) and first.get("type") in (*IMAGE_TYPES, "flatten")
     return dims.shape if image and dims.shape else (dims.features,)
 
 

@@ -38,7 +38,7 @@ from typing import Any
 from harness.spec import init_file
 from harness.spec.parse import from_dict, planned_steps
 from harness.spec.reading import Document, check_tree, read_spec
-from harness.spec.schema import SpecError, Table, listof, shown
+from harness.spec.schema import SpecError, Table, integer, listof, shown
 from harness.spec.types import MAX_SEED, MAX_SWEEP_POINTS, MAX_SWEEP_STEPS, Spec
 
 # A key, then any number of [i] indices or [lo:hi] slices (each end optional, may be negative;
@@ -97,7 +97,8 @@ def _variants(raw: dict[str, Any]) -> Iterator[tuple[int, str, dict[str, Any]]]:
         yield 0, "", raw
         return
     t = Table(raw["sweep"], "sweep")
-    seeds = _seeds(t, raw.get(SEED_KEY, 0))
+    seeds = _seeds(t, integer(Table(raw, ""), SEED_KEY, 0, low=0, high=MAX_SEED)
+                   if "seeds" in raw["sweep"] else 0)
     fields, names, points = _grid(t, seeds is not None)
     t.finish(("field", "fields", "values", "labels", "seeds"))
     if len(points) * len(seeds or [0]) > MAX_SWEEP_POINTS:
@@ -144,9 +145,9 @@ def _grid(t: Table, seeded: bool) -> tuple[list[str], list[str], list[list[Any]]
     return fields, names, points
 
 
-def _seeds(t: Table, base: Any) -> list[int] | None:
-    """`seeds = N` (the spec's seed and the N - 1 after it) or `seeds = [k, ...]` (distinct
-    seeds); None without `seeds`. A bad `base` is left for the spec's own check of `seed`."""
+def _seeds(t: Table, base: int) -> list[int] | None:
+    """`seeds = N` (the spec's seed `base` and the N - 1 after it) or `seeds = [k, ...]`
+    (distinct seeds); None without `seeds`."""
     value = t.get("seeds")
     if value is None:
         return None
@@ -155,11 +156,10 @@ def _seeds(t: Table, base: Any) -> list[int] | None:
     if isinstance(value, int) and not isinstance(value, bool):
         if not 1 <= value <= MAX_SWEEP_POINTS:
             raise SpecError("sweep.seeds", f"{shown(value)} is out of range ({allowed})")
-        start = base if isinstance(base, int) and not isinstance(base, bool) else 0
-        if start + value - 1 > MAX_SEED:
-            raise SpecError("sweep.seeds", f"seed {start} + {value} seeds passes {MAX_SEED} "
+        if base + value - 1 > MAX_SEED:
+            raise SpecError("sweep.seeds", f"seed {base} + {value} seeds passes {MAX_SEED} "
                             f"({allowed})")
-        return list(range(start, start + value))
+        return list(range(base, base + value))
     if not isinstance(value, list) or not value:
         raise SpecError("sweep.seeds", f"expected a count or a list, got {shown(value)} "
                         f"({allowed})")
@@ -208,6 +208,11 @@ def _labels(t: Table, n: int) -> list[str] | None:
     if (not isinstance(labels, list) or len(labels) != n
             or not all(isinstance(x, str) and x for x in labels) or len(set(labels)) != n):
         raise SpecError("sweep.labels", f"needs {n} distinct non-empty strings, one per value")
+    for i, label in enumerate(labels):
+        if any(part.startswith(f"{SEED_KEY}=") for part in label.split(",")):
+            raise SpecError(f"sweep.labels[{i}]", f"{shown(label)} has a seed= part, which "
+                            "the statistics across seeds read as the point's seed (allowed: "
+                            "labels without one; sweep seeds with seeds = [...])")
     return labels
 
 
