@@ -256,9 +256,8 @@ def render(frames: dict[str, pd.DataFrame], summary: dict, meta: dict,
     if "seeds" in summary:
         out += seeds_section(summary["seeds"], [p for p in found
                                                 if p.kind in plots.SEED_FIGURES])
-        agreeing = [v for v in points if v.summary.get("verdict") == "agree"]
-        out += agreeing_points(agreeing)
-        points = [v for v in points if v not in agreeing]
+        out += agreeing_points([v for v in points if v.summary.get("verdict") == "agree"])
+        points = [v for v in points if v.summary.get("verdict") != "agree"]
     explained = False
     for v in points:
         # In a sweep the figures are explained once, under the first point that has them.

@@ -424,7 +424,14 @@ def trace_vs_reference(name: str, dtype: str = "float64") -> str:
     (dropout included): data and forward (input layer first), loss, backward (output layer
     first), within the dtype's same-point tolerances."""
     _not_the_reference(name)
-    spec = main_spec(name, dtype)
+    return trace_against_reference(name, main_spec(name, dtype))
+
+
+def trace_against_reference(name: str, spec: Spec) -> str:
+    """The case of `trace_vs_reference` on any spec: backend `name`'s trace of the spec's
+    first batch, every tensor against the reference's, at the spec's same-point
+    tolerances."""
+    dtype = spec.dtype
     bounds, batch = tolerances(spec), _batches(spec, 1)[0]
     got = _traced(_fresh(name, spec), batch)
     want = _fresh(REFERENCE, spec).trace(batch)

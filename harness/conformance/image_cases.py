@@ -16,18 +16,14 @@ from harness import params
 from harness.conformance.candidates import SEED
 from harness.conformance.cases import (
     REFERENCE,
-    _backward_tensors,
     _batches,
     _close,
-    _forward_tensors,
     _fresh,
     _identical,
     _not_the_reference,
     _pick,
-    _traced,
-    _versus,
-    _well_formed,
     _within,
+    trace_against_reference,
 )
 from harness.parity import tolerances
 from harness.spec import Spec
@@ -117,14 +113,4 @@ def image_trace(name: str, dtype: str = "float64") -> str:
     pool, flatten, dense) against the reference's: every z, a, dJ/dz, dJ/da (rows, units)
     in C, H, W order, a tie's dJ/da routed by the spec's rule, and the gradients."""
     _not_the_reference(name)
-    spec = image_spec(name, "pooling", dtype)
-    bounds, batch = tolerances(spec), _batches(spec, 1)[0]
-    got = _traced(_fresh(name, spec), batch)
-    want = _fresh(REFERENCE, spec).trace(batch)
-    _well_formed(name, got, spec, batch)
-    errs = _versus(_forward_tensors(got), _forward_tensors(want), bounds.grad_rtol)
-    errs["loss"] = _close(f"loss vs {REFERENCE}", got.loss, want.loss, bounds.value_rtol)
-    errs.update(_versus(_backward_tensors(got), _backward_tensors(want), bounds.grad_rtol))
-    where = max(errs, key=errs.__getitem__)
-    return f"{dtype}: {len(errs)} tensors, max rel err {errs[where]:.1e} ({where}, " \
-           f"tolerance {bounds.grad_rtol:.1e})"
+    return trace_against_reference(name, image_spec(name, "pooling", dtype))

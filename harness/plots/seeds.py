@@ -125,11 +125,6 @@ def drift_bands(bands: pd.DataFrame, backends: list[str], dtype: str, title: str
     eps = float(np.finfo(dtype).eps)
     ax.axhline(eps, color="black", linestyle=":", label=f"{dtype} machine epsilon ({eps:.1e})")
     ax.axhline(floor, color="gray", linewidth=0.8, label=f"identical (0), drawn at {floor:.0e}")
-    ax.set_yscale("log")
-    ax.set_ylim(floor / 10, max(top, eps) * style.HEADROOM)
-    ax.set(xlabel="step (mini-batch update)",
-           ylabel=f"running worst |loss - loss_ref| / |loss_ref|\n(exactly 0 drawn at "
-                  f"{floor:.0e})")
-    ax.grid(alpha=0.3)
-    style.legend_below(fig, ax.get_legend_handles_labels()[0])
-    return fig
+    return style.finish_drift_axes(fig, ax, floor, top, eps,
+                                   "running worst |loss - loss_ref| / |loss_ref|\n"
+                                   f"(exactly 0 drawn at {floor:.0e})")

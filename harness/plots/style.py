@@ -132,6 +132,18 @@ def drift_floor(dtype: str) -> float:
     return 10.0 ** np.floor(np.log10(np.finfo(dtype).eps)) / FLOOR_BELOW_EPS
 
 
+def finish_drift_axes(fig: Figure, ax: Axes, floor: float, top: float, eps: float,
+                      ylabel: str) -> Figure:
+    """A loss-drift axes' common end: log y from below the drawn-zero floor to above the
+    largest of the curves and machine epsilon, the step axis, grid and legend below."""
+    ax.set_yscale("log")
+    ax.set_ylim(floor / 10, max(top, eps) * HEADROOM)
+    ax.set(xlabel="step (mini-batch update)", ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    legend_below(fig, ax.get_legend_handles_labels()[0])
+    return fig
+
+
 def relative_drift(steps: pd.DataFrame, backend: str, reference: str) -> pd.Series:
     """|loss - loss_ref| / |loss_ref| at every step where both losses are finite."""
     a = steps[steps.backend == backend].set_index("step").loss

@@ -102,14 +102,9 @@ def drift(steps: pd.DataFrame, events: pd.DataFrame, backends: list[str], dtype:
     for event, step, names in style.event_groups(events, backends):
         ax.axvline(step, color="gray", linestyle="-.",
                    label=f"{event.replace('_', ' ')} at step {step}: {', '.join(names)}")
-    ax.set_yscale("log")
-    ax.set_ylim(floor / 10, max(top, eps) * style.HEADROOM)
-    ax.set(xlabel="step (mini-batch update)",
-           ylabel=f"|loss - loss_{backends[0]}| / |loss_{backends[0]}|\n"
-                  f"(exactly 0 drawn at {floor:.0e})")
-    ax.grid(alpha=0.3)
-    style.legend_below(fig, ax.get_legend_handles_labels()[0])
-    return fig
+    return style.finish_drift_axes(fig, ax, floor, top, eps,
+                                   f"|loss - loss_{backends[0]}| / |loss_{backends[0]}|\n"
+                                   f"(exactly 0 drawn at {floor:.0e})")
 
 
 def parameter_order(names: list[str]) -> list[str]:
