@@ -59,6 +59,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--way", choices=WAYS, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.points < 2 * args.workers:
+        parser.error(f"--points must be at least twice --workers ({2 * args.workers}): the "
+                     "executor's cost per point is the gap between two points on a worker")
     if args.way:
         run_one(args.way, args.points, args.workers)
         return

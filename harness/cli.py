@@ -191,8 +191,9 @@ def _run(args: argparse.Namespace) -> int:
     if "workers" in t:
         print(f"the points ran on {t['workers']} workers: {t['point_seconds']:.1f} s of point "
               f"time in {t['wall']:.1f} s, {t['point_seconds'] / t['wall']:.2f}x; executor: "
-              f"{t['executor_startup']:.1f} s to start, {t['executor_per_point']:.2f} s "
-              "between points on a worker")
+              f"{t['executor_startup']:.1f} s to start, " + (
+                  "no worker ran two points" if t["executor_per_point"] is None
+                  else f"{t['executor_per_point']:.2f} s between points on a worker"))
     print(f"{table.VERDICT_TEXT[summary['verdict']]}; results in {out}/")
     return verdict.EXIT_CODES[summary["verdict"]]
 

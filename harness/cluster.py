@@ -99,21 +99,22 @@ class PointResult:
         return self.error is not None
 
 
-def executor_seconds(points: Sequence[PointResult], since: float) -> dict[str, float]:
+def executor_seconds(points: Sequence[PointResult], since: float) -> dict[str, float | None]:
     """What the executor cost, from when each point started and how long it ran on its
     worker: `startup`, from `since` (time.time() when the sweep was submitted) to the first
     point's start (a local cluster's start, connecting, shipping the first points); and
     `per_point`, the mean gap on a worker between one point's end and the next point's start
-    (returning a point's tables, the scheduler's round trip, unpickling the next spec)."""
+    (returning a point's tables, the scheduler's round trip, unpickling the next spec);
+    None where no worker ran two points (nothing measured it)."""
     ran = [p for p in points if not p.failed and p.started]
     if not ran:
-        return {"startup": 0.0, "per_point": 0.0}
+        return {"startup": None, "per_point": None}
     gaps = []
     for worker in {(p.worker, p.pid) for p in ran}:
         mine = sorted((p for p in ran if (p.worker, p.pid) == worker), key=lambda p: p.started)
         gaps += [b.started - (a.started + a.seconds) for a, b in pairwise(mine)]
     return {"startup": min(p.started for p in ran) - since,
-            "per_point": sum(gaps) / len(gaps) if gaps else 0.0}
+            "per_point": sum(gaps) / len(gaps) if gaps else None}
 
 
 def one_line(err: BaseException) -> str:

@@ -164,7 +164,9 @@ def test_the_executor_cost_per_point_is_the_gap_between_points_on_a_worker():
     # gaps: a 12.0 -> 12.1 and 14.1 -> 14.4, b 11.5 -> 11.8
     assert cost["startup"] == pytest.approx(1.0)
     assert cost["per_point"] == pytest.approx((0.1 + 0.3 + 0.3) / 3)
-    assert cluster.executor_seconds(points[-1:], 0.0) == {"startup": 0.0, "per_point": 0.0}
+    assert cluster.executor_seconds(points[-1:], 0.0) == {"startup": None, "per_point": None}
+    one_each = cluster.executor_seconds(points[:2], since=9.0)     # a and b ran one point each
+    assert one_each == {"startup": pytest.approx(1.0), "per_point": None}
 
 
 def test_points_side_by_side_need_their_memory_each_and_a_share_of_the_time():
